@@ -1,0 +1,49 @@
+# internlm-operator developer entry points. Everything runs from the repo's .venv
+# (created by `make venv`), and the cluster binaries live in ~/.cache/internlm-operator.
+SHELL := /bin/bash
+PY := .venv/bin/python
+CLUSTER := $(PY) e2e/cluster/localcluster.py
+
+.PHONY: venv test test-unit test-integration test-workloads lint typecheck crds crds-check \
+        binaries cluster-up cluster-down cluster-status demo demo-down helm-crds
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml
+	@command -v uv >/dev/null || python3 -m pip install -q uv==0.13.9
+	uv venv -q --allow-existing .venv --python python3.11
+	uv pip install -q --python $(PY) -e '.[dev]'
+	@touch $@
+
+binaries:
+	bash e2e/cluster/build-binaries.sh all
+
+cluster-up: venv binaries
+	$(CLUSTER) up
+
+cluster-down:
+	@if [ -x $(PY) ]; then $(CLUSTER) down; else python3 e2e/cluster/localcluster.py down; fi
+
+cluster-status: venv
+	$(CLUSTER) status
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check operator tests e2e bench images
+	$(PY) -m mypy operator/src/internlm_operator
+
+crds: venv
+	$(PY) -m internlm_operator.crdgen --out crds
+
+crds-check: venv
+	$(PY) -m internlm_operator.crdgen --check crds
+
+test-unit: venv
+	$(PY) -m pytest tests/unit -q
+
+# The whole suite: unit, integration against the local control plane (started on demand by
+# the session fixture), chart tests and the workload stages in their image environments.
+test: venv binaries
+	$(PY) -m pytest -q
+
+test-integration: venv binaries
+	$(PY) -m pytest -q -m cluster

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds the local control plane (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kwok) and helm from pinned versions through the Go module proxy,
+# into a cache outside the repository keyed by version. A warm cache makes this a no-op.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+CACHE="${INTERNLM_CACHE:-$HOME/.cache/internlm-operator}"
+BIN="$CACHE/bin"
+WORK="$CACHE/build"
+mkdir -p "$BIN" "$WORK"
+export GOFLAGS="-buildvcs=false -trimpath"
+export CGO_ENABLED=0
+# Kubernetes 1.36 misbehaves when built by Go 1.27 (/openapi/v2 comes out malformed).
+export GOTOOLCHAIN=local
+
+need_go() {
+  command -v go >/dev/null || { echo "error: Go is required to build the cluster binaries (apt-get install golang or see README)" >&2; exit 1; }
+  case "$(go env GOVERSION)" in
+    go1.27*|go1.28*) echo "error: Kubernetes ${KUBERNETES_VERSION} must be built with Go 1.26.x (found $(go env GOVERSION))" >&2; exit 1;;
+  esac
+}
+
+log() { printf '[build-binaries] %s\n' "$*" >&2; }
+
+build_kubernetes() {
+  local dest="$BIN/kubernetes-$KUBERNETES_VERSION"
+  if [[ -x "$dest/kube-apiserver" && -x "$dest/kube-controller-manager" && -x "$dest/kube-scheduler" && -x "$dest/kubectl" ]]; then return; fi
+  need_go
+  log "building Kubernetes $KUBERNETES_VERSION (cold: ~10-12 min on 2 cores)"
+  local mod="$WORK/kubernetes-$KUBERNETES_VERSION"
+  rm -rf "$mod" && mkdir -p "$mod"
+  local staging_ver="v0${KUBERNETES_VERSION#v1}"
+  # k8s.io/kubernetes replaces its staging modules with local paths, which `go install`
+  # through the proxy refuses; a wrapper module replaces each with its published release.
+  local gomod
+  gomod="$(curl -fsSL "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/${KUBERNETES_VERSION}.mod" 2>/dev/null || true)"
+  if [[ -z "$gomod" ]]; then
+    gomod="$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' | xargs cat)"
+  fi
+  {
+    echo "module internlm.io/localcluster"
+    echo
+    echo "go 1.26.0"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    grep -oE 'k8s\.io/[a-z0-9-]+ => \./staging/src/k8s\.io/[a-z0-9-]+' <<<"$gomod" \
+      | awk -v v="$staging_ver" '{print "\t" $1 " => " $1 " " v}'
+    echo ")"
+  } >"$mod/go.mod"
+  cat >"$mod/tools.go" <<'GO'
+//go:build tools
+
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+GO
+  (cd "$mod" && go mod tidy)
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+  mkdir -p "$dest.tmp"
+  (cd "$mod" && go build -ldflags "$ld" -o "$dest.tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
+}
+
+build_etcd() {
+  local dest="$BIN/etcd-$ETCD_VERSION/etcd"
+  [[ -x "$dest" ]] && return
+  need_go
+  log "building etcd $ETCD_VERSION (~1-2 min)"
+  local mod="$WORK/etcd-$ETCD_VERSION"
+  rm -rf "$mod" && mkdir -p "$mod"
+  # etcd's own go.mod replaces its sibling modules with local paths; a wrapper calling
+  # etcdmain.Main builds it from the published modules instead.
+  cat >"$mod/go.mod" <<GOMOD
+module internlm.io/localetcd
+
+go 1.23
+GOMOD
+  cat >"$mod/main.go" <<'GO'
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  (cd "$mod" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" && go mod tidy)
+  mkdir -p "$(dirname "$dest")"
+  (cd "$mod" && go build -ldflags "-s -w" -o "$dest.tmp" . && mv "$dest.tmp" "$dest")
+}
+
+go_install() { # name module version
+  local dest="$BIN/$1-$3/$1"
+  [[ -x "$dest" ]] && return
+  need_go
+  log "building $1 $3"
+  mkdir -p "$(dirname "$dest")"
+  GOBIN="$(dirname "$dest")" go install -ldflags "-s -w" "$2@$3"
+}
+
+what="${1:-all}"
+case "$what" in
+  all) build_etcd; go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"; build_kubernetes; go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION";;
+  etcd) build_etcd;;
+  kwok) go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION";;
+  kubernetes) build_kubernetes;;
+  helm) go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION";;
+  *) echo "usage: $0 [all|etcd|kwok|kubernetes|helm]" >&2; exit 2;;
+esac
