@@ -1,0 +1,119 @@
+{{/* Chart name. */}}
+{{- define "internlm-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: <release>-<chart> unless the release name already contains the chart name.
+Kept at 52 characters so suffixed cluster-scoped names (-admin, -edit, -view, -crd-reader)
+stay within 63. */}}
+{{- define "internlm-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "internlm-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "internlm-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "internlm-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "internlm-operator.labels" -}}
+helm.sh/chart: {{ include "internlm-operator.chart" . }}
+{{ include "internlm-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: internlm-operator
+{{- end }}
+
+{{- define "internlm-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "internlm-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "internlm-operator.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Workload image of one stage: {{ include "internlm-operator.workloadImage" (list . "pretrain") }} */}}
+{{- define "internlm-operator.workloadImage" -}}
+{{- $root := index . 0 }}
+{{- $stage := index . 1 }}
+{{- $w := $root.Values.workloads }}
+{{- $explicit := index $w.images $stage | default "" }}
+{{- if $explicit }}
+{{- $explicit }}
+{{- else }}
+{{- printf "%s/%s:%s" (trimSuffix "/" $w.image.registry) $stage (default $root.Chart.AppVersion $w.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The operator's permissions on namespaced resources: exactly what it calls (see docs/helm.md
+for the table and the code behind each line). Used in the ClusterRole (all namespaces) or in
+one Role per watched namespace.
+*/}}
+{{- define "internlm-operator.namespacedRules" -}}
+# Its own kinds: kopf watches them and patches metadata (its annotations and finalizer);
+# the reconcilers patch their status.
+- apiGroups: [internlm.io]
+  resources: [trainjobs, finetunes, evalruns, modelserves, agents]
+  verbs: [get, list, watch, patch]
+- apiGroups: [internlm.io]
+  resources: [trainjobs/status, finetunes/status, evalruns/status, modelserves/status, agents/status]
+  verbs: [get, patch]
+# Children carry ownerReferences with blockOwnerDeletion, which needs update on finalizers
+# where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
+- apiGroups: [internlm.io]
+  resources: [trainjobs/finalizers, finetunes/finalizers, evalruns/finalizers, modelserves/finalizers, agents/finalizers]
+  verbs: [update]
+# Children, written by server-side apply (patch), read back, and deleted on gang restart,
+# suspend or when the spec no longer implies them.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [""]
+  resources: [services, configmaps]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, list, watch, create, patch, delete]
+- apiGroups: [policy]
+  resources: [poddisruptionbudgets]
+  verbs: [get, list, watch, create, patch, delete]
+# Pods are read only: termination messages (results) and placement (node loss).
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [get, list, watch]
+# Events for every transition a user wants to see (core/v1, as kopf posts them).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create, patch]
+{{- end }}
+
+{{/* Cluster-scoped reads kopf needs: it watches CRDs to notice the five kinds appearing. */}}
+{{- define "internlm-operator.clusterRules" -}}
+- apiGroups: [apiextensions.k8s.io]
+  resources: [customresourcedefinitions]
+  verbs: [get, list, watch]
+{{- end }}
