@@ -47,3 +47,20 @@ test: venv binaries
 
 test-integration: venv binaries
 	$(PY) -m pytest -q -m cluster
+
+# --- Helm chart and demo (docs/helm.md, docs/demo.md) ----------------------------------------
+HELM_CHART := helm/internlm-operator
+
+helm-crds: venv
+	$(PY) hack/helm_crds.py
+
+test-helm: venv binaries
+	$(PY) -m pytest -q tests/helm
+
+# The newcomer's path: local cluster, `helm install`, the operator with the chart's
+# ServiceAccount permissions, and samples/pipeline.yaml run to the end.
+demo:
+	@python3 e2e/demo.py up
+
+demo-down:
+	@python3 e2e/demo.py down
