@@ -1,0 +1,85 @@
+"""What a framework plugin is: spec + resolved paths -> container command, env and files."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+CONFIG_DIR = "/etc/internlm"
+CONFIG_FILE = f"{CONFIG_DIR}/config.json"
+WORKLOADS_API_VERSION = "workloads.internlm.io/v1"
+
+
+class InvalidSpec(ValueError):
+    """The spec passed the CRD schema but cannot be run (a permanent error)."""
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    spec: Any  # the kind's pydantic spec model
+    paths: Mapping[str, str]  # resolved inputs as paths (or URLs) inside the pod
+    output_dir: str
+    nodes: int = 1
+    gpus_per_node: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. a resolved endpoint
+
+
+@dataclass(frozen=True)
+class Rendered:
+    stage: str
+    files: dict[str, str]  # file name -> content, mounted under CONFIG_DIR
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ports: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Runtime(Protocol):
+    name: str
+    stage: str
+
+    def render(self, ctx: RenderContext) -> Rendered: ...
+
+
+def entrypoint(stage: str) -> list[str]:
+    return ["python", "-m", "internlm_workloads", stage]
+
+
+def config_json(ctx: RenderContext, stage: str, spec: Mapping[str, Any]) -> str:
+    """``config.json`` as docs/workload-contract.md defines it (None values dropped)."""
+    doc = {
+        "apiVersion": WORKLOADS_API_VERSION,
+        "stage": stage,
+        "resource": {
+            "kind": ctx.kind,
+            "namespace": ctx.namespace,
+            "name": ctx.name,
+            "uid": ctx.uid,
+        },
+        "outputDir": ctx.output_dir,
+        "spec": drop_none(dict(spec)),
+    }
+    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_none(v) for v in value]
+    return value
+
+
+def py_literal(value: Any) -> str:
+    """A Python literal for a JSON-able value (for the Python-syntax tool configs)."""
+    return (
+        json.dumps(value, sort_keys=True)
+        .replace("true", "True")
+        .replace("false", "False")
+        .replace("null", "None")
+    )

@@ -1,0 +1,367 @@
+"""Pure decision for the batch kinds (TrainJob, FineTune, EvalRun).
+
+Input: what the reconciler observed (the resource's previous status, the current Job and its
+pods, the time). Output: one action for the reconciler to take on the Job, the complete new
+status, and the Events worth recording. No I/O here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .conditions import FALSE, TRUE, Cond, merge, now_rfc3339, parse_time, transitions
+from .failures import Failure, classify, job_condition, pod_index, pod_result
+
+ATTEMPT_LABEL = "internlm.io/attempt"
+HASH_ANNOTATION = "internlm.io/spec-hash"
+TERMINAL = ("Succeeded", "Failed")
+
+Action = Literal["none", "create", "restart", "delete", "suspend", "unsuspend", "cleanup"]
+
+
+@dataclass(frozen=True)
+class BatchObservation:
+    generation: int
+    status: Mapping[str, Any]
+    suspend: bool
+    queued: bool  # a Kueue queue-name is set: Kueue decides when the Job runs
+    backoff_limit: int
+    active_deadline_seconds: int | None
+    ttl_seconds_after_finished: int | None
+    retryable_exit_codes: tuple[int, ...]
+    desired_hash: str
+    nodes: int
+    job: Mapping[str, Any] | None
+    pods: Sequence[Mapping[str, Any]]
+    now: dt.datetime
+    container: str = "workload"
+    progress: Mapping[str, Any] | None = None
+
+
+@dataclass
+class BatchDecision:
+    action: Action
+    status: dict[str, Any]
+    reason: str = ""  # why (for restart / delete)
+    counted: bool = False  # a restart that counts against the backoff limit
+    result: dict[str, Any] | None = None  # the workload's final JSON result
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _phase_conditions(
+    phase: str,
+    reason: str,
+    message: str,
+    *,
+    created: bool,
+    running: bool,
+    restarting: tuple[str, str] | None,
+    suspended: bool,
+    extra: Sequence[Cond] = (),
+) -> list[Cond]:
+    done = phase in TERMINAL
+    conds = [
+        Cond("Ready", TRUE if phase == "Succeeded" else FALSE, reason, message),
+        Cond("Reconciling", FALSE if done else TRUE, reason, message),
+        Cond("Stalled", TRUE if phase == "Failed" else FALSE,
+             reason if phase == "Failed" else "NotStalled",
+             message if phase == "Failed" else ""),
+        Cond("Created", TRUE if created else FALSE,
+             "JobCreated" if created else "NotCreated", ""),
+        Cond("Running", TRUE if running else FALSE,
+             "PodsRunning" if running else ("Finished" if done else "NotRunning"), ""),
+        Cond("Restarting", TRUE if restarting else FALSE,
+             restarting[0] if restarting else "NotRestarting",
+             restarting[1] if restarting else ""),
+        Cond("Suspended", TRUE if suspended else FALSE,
+             "Suspended" if suspended else "NotSuspended", ""),
+        Cond("Complete", TRUE if phase == "Succeeded" else FALSE,
+             "Succeeded" if phase == "Succeeded" else "NotComplete", ""),
+        Cond("Failed", TRUE if phase == "Failed" else FALSE,
+             reason if phase == "Failed" else "NotFailed",
+             message if phase == "Failed" else ""),
+    ]
+    return conds + list(extra)
+
+
+def build_status(
+    prev: Mapping[str, Any],
+    generation: int,
+    now: str,
+    phase: str,
+    conds: Sequence[Cond],
+    **fields: Any,
+) -> dict[str, Any]:
+    """Previous status fields carried over, then the new phase, conditions and ``fields``."""
+    st: dict[str, Any] = {k: v for k, v in prev.items() if k not in ("kopf",)}
+    st["phase"] = phase
+    st["conditions"] = merge(prev.get("conditions"), conds, generation, now)
+    for k, v in fields.items():
+        if v is None:
+            st.pop(k, None)
+        else:
+            st[k] = v
+    return st
+
+
+def waiting(
+    prev: Mapping[str, Any], generation: int, now: dt.datetime, message: str
+) -> dict[str, Any]:
+    """Status of a resource whose upstream has not produced its output yet."""
+    conds = _phase_conditions(
+        "Waiting", "WaitingForDependency", message,
+        created=False, running=False, restarting=None, suspended=False,
+    )
+    return build_status(prev, generation, now_rfc3339(now), "Waiting", conds)
+
+
+def stalled(
+    prev: Mapping[str, Any], generation: int, now: dt.datetime, reason: str, message: str,
+    phase: str | None = None,
+) -> dict[str, Any]:
+    """Status of a resource that cannot proceed without a change (bad spec, failed upstream).
+
+    The phase stays what it was (``Waiting`` or ``Pending``) unless given: the resource itself
+    has not failed, it is blocked.
+    """
+    ph = phase or (prev.get("phase") if prev.get("phase") in ("Waiting", "Pending") else "Pending")
+    conds = [
+        Cond("Ready", FALSE, reason, message),
+        Cond("Reconciling", FALSE, reason, message),
+        Cond("Stalled", TRUE, reason, message),
+    ]
+    mine = {x.type for x in conds}
+    keep = [
+        Cond(c["type"], c["status"], c["reason"], c.get("message", ""))
+        for c in prev.get("conditions") or []
+        if c["type"] not in mine
+    ]
+    return build_status(prev, generation, now_rfc3339(now), str(ph), conds + keep)
+
+
+def _job_state(job: Mapping[str, Any] | None) -> tuple[bool, bool, bool]:
+    """(exists, deleting, suspended)"""
+    if not job:
+        return False, False, False
+    return (
+        True,
+        bool(job.get("metadata", {}).get("deletionTimestamp")),
+        bool(job.get("spec", {}).get("suspend")),
+    )
+
+
+def _label(job: Mapping[str, Any], key: str) -> str | None:
+    return (job.get("metadata", {}).get("labels") or {}).get(key)
+
+
+def _annotation(job: Mapping[str, Any], key: str) -> str | None:
+    return (job.get("metadata", {}).get("annotations") or {}).get(key)
+
+
+def _rank0_first(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return sorted(pods, key=pod_index)
+
+
+def _result(pods: Sequence[Mapping[str, Any]], container: str) -> dict[str, Any] | None:
+    for p in _rank0_first(pods):
+        r = pod_result(p, container)
+        if r is not None:
+            return r
+    return None
+
+
+def _progress(doc: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(progress, checkpoint) from the workload's progress JSON, unknown keys dropped."""
+    if not doc:
+        return None, None
+    prog: dict[str, Any] = {}
+    for key, typ in (("step", int), ("totalSteps", int), ("loss", float),
+                     ("tokensPerSecond", float), ("epoch", int)):
+        v = doc.get(key)
+        if not isinstance(v, int | float) or isinstance(v, bool):
+            continue
+        if v >= 0 or key == "loss":
+            prog[key] = typ(v)
+    return (prog or None), checkpoint_of(doc.get("checkpoint"))
+
+
+def checkpoint_of(raw: Any) -> dict[str, Any] | None:
+    if not isinstance(raw, Mapping):
+        return None
+    ck: dict[str, Any] = {}
+    if isinstance(raw.get("step"), int) and raw["step"] >= 0:
+        ck["step"] = raw["step"]
+    if isinstance(raw.get("path"), str):
+        ck["path"] = raw["path"][:2048]
+    return ck or None
+
+
+def decide(obs: BatchObservation) -> BatchDecision:
+    prev = dict(obs.status)
+    gen = obs.generation
+    now = now_rfc3339(obs.now)
+    phase_prev = prev.get("phase")
+    restarts = int(prev.get("restarts") or 0)
+    exists, deleting, job_suspended = _job_state(obs.job)
+
+    def out(action: Action, phase: str, reason: str, message: str = "", *,
+            running: bool = False, restarting: tuple[str, str] | None = None,
+            suspended: bool = False, created: bool | None = None,
+            **fields: Any) -> BatchDecision:
+        conds = _phase_conditions(
+            phase, reason, message,
+            created=exists and not deleting if created is None else created,
+            running=running, restarting=restarting, suspended=suspended,
+        )
+        st = build_status(prev, gen, now, phase, conds, **fields)
+        events = [
+            ("Warning" if c["type"] in ("Failed", "Stalled", "Restarting") else "Normal",
+             c["reason"], c["message"] or f"{c['type']}={c['status']}")
+            for c in transitions(prev.get("conditions"), st["conditions"])
+            if c["status"] == TRUE and c["type"] not in ("Reconciling",)
+        ]
+        return BatchDecision(action, st, events=events)
+
+    # 1. Finished resources stay finished; only the TTL clean-up remains to do.
+    if phase_prev in TERMINAL:
+        failed_c = next((c for c in prev.get("conditions") or [] if c.get("type") == "Failed"),
+                        None)
+        reason = "Succeeded" if phase_prev == "Succeeded" else (
+            str(failed_c.get("reason")) if failed_c and failed_c.get("reason") else "Failed")
+        message = next((c.get("message", "") for c in prev.get("conditions") or []
+                        if c.get("type") == ("Ready" if phase_prev == "Succeeded" else "Failed")),
+                       "")
+        action: Action = "none"
+        ttl = obs.ttl_seconds_after_finished
+        done_at = parse_time(prev.get("completionTime"))
+        if ttl is not None and done_at and (obs.now - done_at).total_seconds() >= ttl:
+            action = "cleanup"
+        elif phase_prev == "Failed" and exists and not deleting and \
+                int(obs.job.get("status", {}).get("active") or 0) > 0:  # type: ignore[union-attr]
+            action = "delete"  # never leave pods of a failed run burning GPUs
+        d = out(action, phase_prev, reason, message, created=exists)
+        d.events = []
+        return d
+
+    start_time = prev.get("startTime")
+
+    # 2. The whole-run deadline (wall time since the first start, restarts included).
+    started = parse_time(start_time)
+    if obs.active_deadline_seconds and started and \
+            (obs.now - started).total_seconds() > obs.active_deadline_seconds:
+        d = out("delete" if exists and not deleting else "none", "Failed", "DeadlineExceeded",
+                f"the run exceeded activeDeadlineSeconds={obs.active_deadline_seconds}",
+                completionTime=now)
+        d.reason = "DeadlineExceeded"
+        return d
+
+    restarting_prev = next((c for c in prev.get("conditions") or []
+                            if c.get("type") == "Restarting" and c.get("status") == TRUE), None)
+    still_restarting = (
+        (restarting_prev["reason"], restarting_prev.get("message", "")) if restarting_prev
+        else None
+    )
+
+    # 3. No Job: create it (first start, after a restart, or after a resume).
+    if not exists:
+        if obs.suspend:
+            return out("create", "Suspended", "Suspended", "suspended by spec.suspend",
+                       suspended=True, created=False)
+        d = out("create", "Pending", "Creating", "creating the Job",
+                restarting=still_restarting, created=False)
+        return d
+
+    job = obs.job
+    assert job is not None
+
+    # 4. A Job being deleted (gang restart in progress): wait for it to be gone.
+    if deleting:
+        return out("none", "Running" if still_restarting else (phase_prev or "Pending"),
+                   still_restarting[0] if still_restarting else "Deleting",
+                   "waiting for the previous pods to terminate",
+                   restarting=still_restarting, created=False)
+
+    attempt = _label(job, ATTEMPT_LABEL)
+    stale = attempt is not None and attempt.isdigit() and int(attempt) < restarts
+
+    # 5. The spec changed under a live Job: restart the gang with the new spec (not counted).
+    if _annotation(job, HASH_ANNOTATION) not in (None, obs.desired_hash) and not stale:
+        d = out("restart", "Running" if phase_prev == "Running" else "Pending", "SpecChanged",
+                "the spec changed: restarting the gang with the new spec",
+                restarting=("SpecChanged", "the spec changed: restarting with the new spec"))
+        d.reason = "SpecChanged"
+        return d
+
+    # 6. Success.
+    if job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"):
+        result = _result(obs.pods, obs.container) or {}
+        ok = result.get("ok", True) is not False
+        if not ok:
+            msg = str(result.get("reason") or "the workload reported ok=false")[:1024]
+            d = out("none", "Failed", "WorkloadFailed", msg, completionTime=now)
+        else:
+            ck = checkpoint_of(result.get("checkpoint"))
+            d = out("none", "Succeeded", "Succeeded", "the run completed",
+                    completionTime=now, lastCheckpoint=ck or prev.get("lastCheckpoint"))
+        d.result = result
+        return d
+
+    # 7. Failure: restart the gang or fail.
+    failure: Failure | None = classify(job, obs.pods, obs.retryable_exit_codes, obs.container)
+    if failure is not None:
+        if stale:  # a restart already counted (operator restarted mid-way): just delete it
+            d = out("restart", "Running", "Restarting", failure.message,
+                    restarting=(failure.reason, failure.message))
+            d.reason = failure.reason
+            return d
+        if not failure.retryable:
+            d = out("none", "Failed", failure.reason, failure.message, completionTime=now)
+            d.result = dict(failure.result) if failure.result else None
+            return d
+        if restarts >= obs.backoff_limit:
+            d = out("delete", "Failed", "BackoffLimitExceeded",
+                    f"{restarts} restart(s) used up (backoffLimit {obs.backoff_limit}); "
+                    f"last failure: {failure.message}", completionTime=now)
+            d.reason = "BackoffLimitExceeded"
+            return d
+        d = out("restart", "Running", failure.reason,
+                f"restart {restarts + 1}/{obs.backoff_limit}: {failure.message}",
+                restarting=(failure.reason, failure.message), restarts=restarts + 1)
+        d.reason, d.counted = failure.reason, True
+        return d
+
+    # 8. Suspend / resume.
+    if obs.suspend and not job_suspended:
+        return out("suspend", "Suspended", "Suspended", "suspended by spec.suspend",
+                   suspended=True)
+    if not obs.suspend and job_suspended:
+        if obs.queued and phase_prev != "Suspended":
+            return out("none", "Pending", "Queued", "waiting for Kueue to admit the Job")
+        if obs.queued:  # resumed by the user: a fresh suspended Job for Kueue to admit
+            d = out("restart", "Pending", "Resumed", "resumed: recreating the Job")
+            d.reason = "Resumed"
+            return d
+        return out("unsuspend", "Pending", "Resumed", "resumed by spec.suspend=false")
+    if job_suspended:
+        return out("none", "Suspended", "Suspended", "suspended by spec.suspend", suspended=True)
+
+    # 9. Running or starting.
+    pods = [p for p in obs.pods if not p.get("metadata", {}).get("deletionTimestamp")]
+    running = [p for p in pods if p.get("status", {}).get("phase") == "Running"]
+    progress, ck = _progress(obs.progress)
+    fields: dict[str, Any] = {}
+    if progress:
+        fields["progress"] = progress
+    if ck:
+        fields["lastCheckpoint"] = ck
+    if len(running) >= obs.nodes:
+        if not start_time:
+            fields["startTime"] = now
+        return out("none", "Running", "Running",
+                   f"{len(running)}/{obs.nodes} pod(s) running", running=True, **fields)
+    return out("none", "Pending", "PodsStarting",
+               f"{len(running)}/{obs.nodes} pod(s) running", restarting=still_restarting,
+               **fields)

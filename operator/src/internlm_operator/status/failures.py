@@ -1,0 +1,161 @@
+"""Pure classification of why a gang's pods ended, and parsing of what the workload reported."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+
+# DisruptionTarget condition reasons -> our reason. All of them are retryable.
+DISRUPTION_REASONS = {
+    "DeletionByTaintManager": "NodeLost",
+    "DeletionByPodGC": "NodeLost",
+    "EvictionByEvictionAPI": "Evicted",
+    "PreemptionByScheduler": "Preempted",
+    "PreemptionByKubeScheduler": "Preempted",
+    "TerminationByKubelet": "Evicted",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    retryable: bool
+    reason: str
+    message: str
+    pod: str | None = None
+    result: Mapping[str, Any] | None = field(default=None, compare=False)
+
+
+def pod_index(pod: Mapping[str, Any]) -> int:
+    md = pod.get("metadata", {})
+    raw = (md.get("annotations") or {}).get(COMPLETION_INDEX) or (md.get("labels") or {}).get(
+        COMPLETION_INDEX
+    )
+    try:
+        return int(raw) if raw is not None else 1 << 30
+    except ValueError:
+        return 1 << 30
+
+
+def _cond(pod: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for c in pod.get("status", {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return c  # type: ignore[no-any-return]
+    return None
+
+
+def terminated(pod: Mapping[str, Any], container: str | None = None) -> Mapping[str, Any] | None:
+    """The ``state.terminated`` of the workload container (the first one if unnamed)."""
+    for cs in pod.get("status", {}).get("containerStatuses") or []:
+        if container and cs.get("name") != container:
+            continue
+        t = (cs.get("state") or {}).get("terminated")
+        if t:
+            return t  # type: ignore[no-any-return]
+        if container:
+            return None
+    return None
+
+
+def parse_result(message: str | None) -> dict[str, Any] | None:
+    """The workload's JSON result from a termination message (the last JSON line wins)."""
+    if not message:
+        return None
+    for line in reversed(message.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(doc, dict):
+                return doc
+    return None
+
+
+def pod_result(pod: Mapping[str, Any], container: str | None = None) -> dict[str, Any] | None:
+    t = terminated(pod, container)
+    return parse_result(t.get("message")) if t else None
+
+
+def _when(pod: Mapping[str, Any], container: str | None) -> str:
+    t = terminated(pod, container)
+    if t and t.get("finishedAt"):
+        return str(t["finishedAt"])
+    dt_ = _cond(pod, "DisruptionTarget")
+    if dt_ and dt_.get("lastTransitionTime"):
+        return str(dt_["lastTransitionTime"])
+    return str(pod.get("metadata", {}).get("deletionTimestamp") or "9999")
+
+
+def pod_failure(
+    pod: Mapping[str, Any], retryable_codes: Iterable[int] = (), container: str | None = None
+) -> Failure | None:
+    """Why this pod failed, or None if it has not (yet) failed."""
+    name = pod.get("metadata", {}).get("name")
+    st = pod.get("status", {})
+    disruption = _cond(pod, "DisruptionTarget")
+    if disruption is not None:
+        reason = DISRUPTION_REASONS.get(str(disruption.get("reason")), "Disrupted")
+        msg = disruption.get("message") or disruption.get("reason") or "disrupted"
+        return Failure(True, reason, f"pod {name}: {msg}", name)
+    if st.get("phase") != "Failed":
+        return None
+    if st.get("reason") in ("Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated"):
+        reason = "NodeLost" if st["reason"] in ("NodeLost", "Shutdown") else "Evicted"
+        return Failure(True, reason, f"pod {name}: {st.get('message') or st['reason']}", name)
+    t = terminated(pod, container)
+    if not t:
+        return Failure(True, "PodFailed", f"pod {name} failed without an exit code", name)
+    code = int(t.get("exitCode", 0))
+    result = parse_result(t.get("message"))
+    detail = (result or {}).get("reason") or t.get("message") or t.get("reason") or ""
+    detail = str(detail).strip().splitlines()[-1][:512] if str(detail).strip() else ""
+    suffix = f": {detail}" if detail else ""
+    if t.get("reason") == "OOMKilled":
+        return Failure(True, "OOMKilled", f"pod {name} was OOM-killed{suffix}", name, result)
+    if code >= 128:
+        return Failure(
+            True, "Signal", f"pod {name} killed by signal {code - 128} (exit {code}){suffix}",
+            name, result,
+        )
+    if code in set(retryable_codes):
+        return Failure(True, "RetryableExitCode", f"pod {name} exited {code}{suffix}", name, result)
+    if code == 0:
+        return None
+    return Failure(False, "ExitCode", f"pod {name} exited {code}{suffix}", name, result)
+
+
+def classify(
+    job: Mapping[str, Any] | None,
+    pods: Sequence[Mapping[str, Any]],
+    retryable_codes: Iterable[int] = (),
+    container: str | None = None,
+) -> Failure | None:
+    """The root-cause failure of the gang: the earliest failed pod, else the Job's own verdict."""
+    codes = tuple(retryable_codes)
+    failed = [(p, f) for p in pods if (f := pod_failure(p, codes, container)) is not None]
+    if failed:
+        failed.sort(key=lambda pf: (_when(pf[0], container), pf[1].retryable, pod_index(pf[0])))
+        return failed[0][1]
+    jc = job_condition(job, "Failed")
+    if jc is None:
+        return None
+    if jc.get("reason") == "DeadlineExceeded":
+        return Failure(False, "DeadlineExceeded", "the run exceeded its active deadline")
+    return Failure(
+        True, "PodLost",
+        f"the Job failed ({jc.get('reason')}) and its failed pod is gone (node lost?)",
+    )
+
+
+def job_condition(job: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
+    if not job:
+        return None
+    for c in job.get("status", {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return c  # type: ignore[no-any-return]
+    return None
