@@ -356,9 +356,9 @@ class Toleration(ApiModel):
 class Scheduling(ApiModel):
     """Where and how the pods are scheduled."""
 
-    node_selector: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None, max_length=32, description="Node labels the pods require."
-    )
+    node_selector: (
+        dict[str, Annotated[str, Field(max_length=63, description="Label value.")]] | None
+    ) = Field(default=None, max_length=32, description="Node labels the pods require.")
     tolerations: list[Toleration] | None = Field(
         default=None, max_length=32, description="Tolerations added to the pods."
     )
@@ -450,7 +450,9 @@ class RunPolicy(ApiModel):
         le=31_536_000,
         description="Delete the children (not the resource) this long after it finished.",
     )
-    retryable_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] | None = Field(
+    retryable_exit_codes: (
+        list[Annotated[int, Field(ge=1, le=255, description="An exit code.")]] | None
+    ) = Field(
         default=None,
         max_length=32,
         description=(

@@ -25,7 +25,15 @@ from .common import (
     validations,
 )
 
-DatasetName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")]
+DatasetName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="An OpenCompass dataset config name or a custom dataset name.",
+    ),
+]
 """An OpenCompass dataset config name (e.g. gsm8k_gen) or a custom dataset name."""
 
 

@@ -34,7 +34,17 @@ class LoraConfig(ApiModel):
     alpha: int = Field(default=16, ge=1, le=4096, description="Scaling factor (lora_alpha).")
     dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout on the LoRA layers.")
     target_modules: (
-        list[Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.*]+$")]]
+        list[
+            Annotated[
+                str,
+                Field(
+                    min_length=1,
+                    max_length=128,
+                    pattern=r"^[A-Za-z0-9_.*]+$",
+                    description="A module name or glob.",
+                ),
+            ]
+        ]
         | None
     ) = Field(
         default=None,
