@@ -1,10 +1,16 @@
-"""Lagent agent server (stage ``agent``). Used by the Agent reconciler."""
+"""Lagent agent server (stage ``agent``). Used by the Agent builder.
+
+``ctx.extra`` carries the resolved LLM: ``llmUrl`` (base URL ending in ``/v1``) and
+``llmModel``. The API key, if any, reaches the pod as ``OPENAI_API_KEY`` from a Secret.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .base import RenderContext, Rendered, config_json, entrypoint
+from .base import InvalidSpec, RenderContext, Rendered, config_json, entrypoint
+
+DEFAULT_PORT = 8000
 
 
 class Lagent:
@@ -13,23 +19,32 @@ class Lagent:
 
     def render(self, ctx: RenderContext) -> Rendered:
         s = ctx.spec
-        port = int(ctx.extra.get("port", 8080))
+        port = int(getattr(s, "port", None) or DEFAULT_PORT)
+        url, model = ctx.extra.get("llmUrl"), ctx.extra.get("llmModel")
+        if not url or not model:
+            raise InvalidSpec("the agent's LLM endpoint and model are not resolved")
         tools: list[dict[str, Any]] = [
-            {"name": t.name, "params": dict(getattr(t, "params", None) or {})}
-            for t in getattr(s, "tools", None) or []
+            {"name": t.name, "params": dict(t.params or {})} for t in s.tools or []
         ]
+        llm = s.llm
         spec = {
-            "llm": {"url": ctx.extra["llmUrl"], "model": ctx.extra["llmModel"]},
-            "agentType": getattr(s, "agent_type", None),
+            "llm": {
+                "url": url,
+                "model": model,
+                "temperature": float(llm.temperature),
+                "maxNewTokens": int(llm.max_new_tokens),
+            },
+            "agentType": s.agent_type,
             "tools": tools,
-            "systemPrompt": getattr(s, "system_prompt", None),
+            "systemPrompt": s.system_prompt,
             "port": port,
-            "maxTurns": getattr(s, "max_turns", None),
+            "maxTurns": int(s.max_turns),
         }
         return Rendered(
             stage=self.stage,
             files={"config.json": config_json(ctx, self.stage, spec)},
             command=entrypoint(self.stage),
+            env={"OPENAI_BASE_URL": url, "INTERNLM_LLM_MODEL": model},
             ports=[{"name": "http", "containerPort": port, "protocol": "TCP"}],
         )
 

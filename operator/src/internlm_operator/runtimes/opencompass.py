@@ -36,8 +36,11 @@ def eval_spec(ctx: RenderContext) -> dict[str, Any]:
         if c.format not in CUSTOM_FORMATS:
             raise InvalidSpec(f"customDatasets[{c.name}].format {c.format!r} is not supported")
         customs.append(
-            {"name": c.name, "path": ctx.paths[f"custom:{c.name}"],
-             "format": CUSTOM_FORMATS[c.format]}
+            {
+                "name": c.name,
+                "path": ctx.paths[f"custom:{c.name}"],
+                "format": CUSTOM_FORMATS[c.format],
+            }
         )
     g = s.generation
     return {
@@ -67,8 +70,10 @@ def opencompass_config(ctx: RenderContext, spec: dict[str, Any]) -> str:
         "with read_base():",
     ]
     for d in spec["datasets"]:
-        lines.append(f"    from opencompass.configs.datasets.{d.split('_')[0]}.{d} import "
-                     f"{d.split('_')[0]}_datasets as _{d.replace('.', '_').replace('-', '_')}")
+        lines.append(
+            f"    from opencompass.configs.datasets.{d.split('_')[0]}.{d} import "
+            f"{d.split('_')[0]}_datasets as _{d.replace('.', '_').replace('-', '_')}"
+        )
     if not spec["datasets"]:
         lines.append("    pass")
     lines.append("")
@@ -81,17 +86,24 @@ def opencompass_config(ctx: RenderContext, spec: dict[str, Any]) -> str:
             "dict(type='HuggingFaceCausalLM', abbr={name}, path={path}, tokenizer_path={tok}, "
             "max_out_len={mol}, batch_size={bs}, run_cfg=dict(num_gpus={gpus}))"
         ).format(
-            name=py_literal(ctx.name), path=py_literal(t["path"]),
-            tok=py_literal(t.get("tokenizerPath") or t["path"]), mol=g["maxOutLen"],
-            bs=g["batchSize"], gpus=max(ctx.gpus_per_node, 1),
+            name=py_literal(ctx.name),
+            path=py_literal(t["path"]),
+            tok=py_literal(t.get("tokenizerPath") or t["path"]),
+            mol=g["maxOutLen"],
+            bs=g["batchSize"],
+            gpus=max(ctx.gpus_per_node, 1),
         )
     else:
         model = (
             "dict(type='OpenAISDK', abbr={name}, path={model}, openai_api_base={url}, "
             "key='ENV', max_out_len={mol}, batch_size={bs}, temperature={temp})"
         ).format(
-            name=py_literal(ctx.name), model=py_literal(t["model"]), url=py_literal(t["url"]),
-            mol=g["maxOutLen"], bs=g["batchSize"], temp=g["temperature"],
+            name=py_literal(ctx.name),
+            model=py_literal(t["model"]),
+            url=py_literal(t["url"]),
+            mol=g["maxOutLen"],
+            bs=g["batchSize"],
+            temp=g["temperature"],
         )
     lines += [f"models = [{model}]", f"work_dir = {py_literal(ctx.output_dir + '/results')}", ""]
     return "\n".join(lines)

@@ -29,7 +29,9 @@ def finetune_spec(ctx: RenderContext) -> dict[str, Any]:
     return {
         "modelPath": ctx.paths["model"],
         "method": s.method,
-        "lora": None if lora is None else {
+        "lora": None
+        if lora is None
+        else {
             "r": lora.r,
             "alpha": lora.alpha,
             "dropout": lora.dropout,

@@ -66,23 +66,43 @@ def _phase_conditions(
     conds = [
         Cond("Ready", TRUE if phase == "Succeeded" else FALSE, reason, message),
         Cond("Reconciling", FALSE if done else TRUE, reason, message),
-        Cond("Stalled", TRUE if phase == "Failed" else FALSE,
-             reason if phase == "Failed" else "NotStalled",
-             message if phase == "Failed" else ""),
-        Cond("Created", TRUE if created else FALSE,
-             "JobCreated" if created else "NotCreated", ""),
-        Cond("Running", TRUE if running else FALSE,
-             "PodsRunning" if running else ("Finished" if done else "NotRunning"), ""),
-        Cond("Restarting", TRUE if restarting else FALSE,
-             restarting[0] if restarting else "NotRestarting",
-             restarting[1] if restarting else ""),
-        Cond("Suspended", TRUE if suspended else FALSE,
-             "Suspended" if suspended else "NotSuspended", ""),
-        Cond("Complete", TRUE if phase == "Succeeded" else FALSE,
-             "Succeeded" if phase == "Succeeded" else "NotComplete", ""),
-        Cond("Failed", TRUE if phase == "Failed" else FALSE,
-             reason if phase == "Failed" else "NotFailed",
-             message if phase == "Failed" else ""),
+        Cond(
+            "Stalled",
+            TRUE if phase == "Failed" else FALSE,
+            reason if phase == "Failed" else "NotStalled",
+            message if phase == "Failed" else "",
+        ),
+        Cond("Created", TRUE if created else FALSE, "JobCreated" if created else "NotCreated", ""),
+        Cond(
+            "Running",
+            TRUE if running else FALSE,
+            "PodsRunning" if running else ("Finished" if done else "NotRunning"),
+            "",
+        ),
+        Cond(
+            "Restarting",
+            TRUE if restarting else FALSE,
+            restarting[0] if restarting else "NotRestarting",
+            restarting[1] if restarting else "",
+        ),
+        Cond(
+            "Suspended",
+            TRUE if suspended else FALSE,
+            "Suspended" if suspended else "NotSuspended",
+            "",
+        ),
+        Cond(
+            "Complete",
+            TRUE if phase == "Succeeded" else FALSE,
+            "Succeeded" if phase == "Succeeded" else "NotComplete",
+            "",
+        ),
+        Cond(
+            "Failed",
+            TRUE if phase == "Failed" else FALSE,
+            reason if phase == "Failed" else "NotFailed",
+            message if phase == "Failed" else "",
+        ),
     ]
     return conds + list(extra)
 
@@ -112,14 +132,23 @@ def waiting(
 ) -> dict[str, Any]:
     """Status of a resource whose upstream has not produced its output yet."""
     conds = _phase_conditions(
-        "Waiting", "WaitingForDependency", message,
-        created=False, running=False, restarting=None, suspended=False,
+        "Waiting",
+        "WaitingForDependency",
+        message,
+        created=False,
+        running=False,
+        restarting=None,
+        suspended=False,
     )
     return build_status(prev, generation, now_rfc3339(now), "Waiting", conds)
 
 
 def stalled(
-    prev: Mapping[str, Any], generation: int, now: dt.datetime, reason: str, message: str,
+    prev: Mapping[str, Any],
+    generation: int,
+    now: dt.datetime,
+    reason: str,
+    message: str,
     phase: str | None = None,
 ) -> dict[str, Any]:
     """Status of a resource that cannot proceed without a change (bad spec, failed upstream).
@@ -178,8 +207,13 @@ def _progress(doc: Mapping[str, Any] | None) -> tuple[dict[str, Any] | None, dic
     if not doc:
         return None, None
     prog: dict[str, Any] = {}
-    for key, typ in (("step", int), ("totalSteps", int), ("loss", float),
-                     ("tokensPerSecond", float), ("epoch", int)):
+    for key, typ in (
+        ("step", int),
+        ("totalSteps", int),
+        ("loss", float),
+        ("tokensPerSecond", float),
+        ("epoch", int),
+    ):
         v = doc.get(key)
         if not isinstance(v, int | float) or isinstance(v, bool):
             continue
@@ -207,19 +241,34 @@ def decide(obs: BatchObservation) -> BatchDecision:
     restarts = int(prev.get("restarts") or 0)
     exists, deleting, job_suspended = _job_state(obs.job)
 
-    def out(action: Action, phase: str, reason: str, message: str = "", *,
-            running: bool = False, restarting: tuple[str, str] | None = None,
-            suspended: bool = False, created: bool | None = None,
-            **fields: Any) -> BatchDecision:
+    def out(
+        action: Action,
+        phase: str,
+        reason: str,
+        message: str = "",
+        *,
+        running: bool = False,
+        restarting: tuple[str, str] | None = None,
+        suspended: bool = False,
+        created: bool | None = None,
+        **fields: Any,
+    ) -> BatchDecision:
         conds = _phase_conditions(
-            phase, reason, message,
+            phase,
+            reason,
+            message,
             created=exists and not deleting if created is None else created,
-            running=running, restarting=restarting, suspended=suspended,
+            running=running,
+            restarting=restarting,
+            suspended=suspended,
         )
         st = build_status(prev, gen, now, phase, conds, **fields)
         events = [
-            ("Warning" if c["type"] in ("Failed", "Stalled", "Restarting") else "Normal",
-             c["reason"], c["message"] or f"{c['type']}={c['status']}")
+            (
+                "Warning" if c["type"] in ("Failed", "Stalled", "Restarting") else "Normal",
+                c["reason"],
+                c["message"] or f"{c['type']}={c['status']}",
+            )
             for c in transitions(prev.get("conditions"), st["conditions"])
             if c["status"] == TRUE and c["type"] not in ("Reconciling",)
         ]
@@ -227,20 +276,33 @@ def decide(obs: BatchObservation) -> BatchDecision:
 
     # 1. Finished resources stay finished; only the TTL clean-up remains to do.
     if phase_prev in TERMINAL:
-        failed_c = next((c for c in prev.get("conditions") or [] if c.get("type") == "Failed"),
-                        None)
-        reason = "Succeeded" if phase_prev == "Succeeded" else (
-            str(failed_c.get("reason")) if failed_c and failed_c.get("reason") else "Failed")
-        message = next((c.get("message", "") for c in prev.get("conditions") or []
-                        if c.get("type") == ("Ready" if phase_prev == "Succeeded" else "Failed")),
-                       "")
+        failed_c = next(
+            (c for c in prev.get("conditions") or [] if c.get("type") == "Failed"), None
+        )
+        reason = (
+            "Succeeded"
+            if phase_prev == "Succeeded"
+            else (str(failed_c.get("reason")) if failed_c and failed_c.get("reason") else "Failed")
+        )
+        message = next(
+            (
+                c.get("message", "")
+                for c in prev.get("conditions") or []
+                if c.get("type") == ("Ready" if phase_prev == "Succeeded" else "Failed")
+            ),
+            "",
+        )
         action: Action = "none"
         ttl = obs.ttl_seconds_after_finished
         done_at = parse_time(prev.get("completionTime"))
         if ttl is not None and done_at and (obs.now - done_at).total_seconds() >= ttl:
             action = "cleanup"
-        elif phase_prev == "Failed" and exists and not deleting and \
-                int(obs.job.get("status", {}).get("active") or 0) > 0:  # type: ignore[union-attr]
+        elif (
+            phase_prev == "Failed"
+            and exists
+            and not deleting
+            and int(obs.job.get("status", {}).get("active") or 0) > 0
+        ):  # type: ignore[union-attr]
             action = "delete"  # never leave pods of a failed run burning GPUs
         d = out(action, phase_prev, reason, message, created=exists)
         d.events = []
@@ -250,28 +312,52 @@ def decide(obs: BatchObservation) -> BatchDecision:
 
     # 2. The whole-run deadline (wall time since the first start, restarts included).
     started = parse_time(start_time)
-    if obs.active_deadline_seconds and started and \
-            (obs.now - started).total_seconds() > obs.active_deadline_seconds:
-        d = out("delete" if exists and not deleting else "none", "Failed", "DeadlineExceeded",
-                f"the run exceeded activeDeadlineSeconds={obs.active_deadline_seconds}",
-                completionTime=now)
+    if (
+        obs.active_deadline_seconds
+        and started
+        and (obs.now - started).total_seconds() > obs.active_deadline_seconds
+    ):
+        d = out(
+            "delete" if exists and not deleting else "none",
+            "Failed",
+            "DeadlineExceeded",
+            f"the run exceeded activeDeadlineSeconds={obs.active_deadline_seconds}",
+            completionTime=now,
+        )
         d.reason = "DeadlineExceeded"
         return d
 
-    restarting_prev = next((c for c in prev.get("conditions") or []
-                            if c.get("type") == "Restarting" and c.get("status") == TRUE), None)
+    restarting_prev = next(
+        (
+            c
+            for c in prev.get("conditions") or []
+            if c.get("type") == "Restarting" and c.get("status") == TRUE
+        ),
+        None,
+    )
     still_restarting = (
-        (restarting_prev["reason"], restarting_prev.get("message", "")) if restarting_prev
-        else None
+        (restarting_prev["reason"], restarting_prev.get("message", "")) if restarting_prev else None
     )
 
     # 3. No Job: create it (first start, after a restart, or after a resume).
     if not exists:
         if obs.suspend:
-            return out("create", "Suspended", "Suspended", "suspended by spec.suspend",
-                       suspended=True, created=False)
-        d = out("create", "Pending", "Creating", "creating the Job",
-                restarting=still_restarting, created=False)
+            return out(
+                "create",
+                "Suspended",
+                "Suspended",
+                "suspended by spec.suspend",
+                suspended=True,
+                created=False,
+            )
+        d = out(
+            "create",
+            "Pending",
+            "Creating",
+            "creating the Job",
+            restarting=still_restarting,
+            created=False,
+        )
         return d
 
     job = obs.job
@@ -279,19 +365,27 @@ def decide(obs: BatchObservation) -> BatchDecision:
 
     # 4. A Job being deleted (gang restart in progress): wait for it to be gone.
     if deleting:
-        return out("none", "Running" if still_restarting else (phase_prev or "Pending"),
-                   still_restarting[0] if still_restarting else "Deleting",
-                   "waiting for the previous pods to terminate",
-                   restarting=still_restarting, created=False)
+        return out(
+            "none",
+            "Running" if still_restarting else (phase_prev or "Pending"),
+            still_restarting[0] if still_restarting else "Deleting",
+            "waiting for the previous pods to terminate",
+            restarting=still_restarting,
+            created=False,
+        )
 
     attempt = _label(job, ATTEMPT_LABEL)
     stale = attempt is not None and attempt.isdigit() and int(attempt) < restarts
 
     # 5. The spec changed under a live Job: restart the gang with the new spec (not counted).
     if _annotation(job, HASH_ANNOTATION) not in (None, obs.desired_hash) and not stale:
-        d = out("restart", "Running" if phase_prev == "Running" else "Pending", "SpecChanged",
-                "the spec changed: restarting the gang with the new spec",
-                restarting=("SpecChanged", "the spec changed: restarting with the new spec"))
+        d = out(
+            "restart",
+            "Running" if phase_prev == "Running" else "Pending",
+            "SpecChanged",
+            "the spec changed: restarting the gang with the new spec",
+            restarting=("SpecChanged", "the spec changed: restarting with the new spec"),
+        )
         d.reason = "SpecChanged"
         return d
 
@@ -304,8 +398,14 @@ def decide(obs: BatchObservation) -> BatchDecision:
             d = out("none", "Failed", "WorkloadFailed", msg, completionTime=now)
         else:
             ck = checkpoint_of(result.get("checkpoint"))
-            d = out("none", "Succeeded", "Succeeded", "the run completed",
-                    completionTime=now, lastCheckpoint=ck or prev.get("lastCheckpoint"))
+            d = out(
+                "none",
+                "Succeeded",
+                "Succeeded",
+                "the run completed",
+                completionTime=now,
+                lastCheckpoint=ck or prev.get("lastCheckpoint"),
+            )
         d.result = result
         return d
 
@@ -313,8 +413,13 @@ def decide(obs: BatchObservation) -> BatchDecision:
     failure: Failure | None = classify(job, obs.pods, obs.retryable_exit_codes, obs.container)
     if failure is not None:
         if stale:  # a restart already counted (operator restarted mid-way): just delete it
-            d = out("restart", "Running", "Restarting", failure.message,
-                    restarting=(failure.reason, failure.message))
+            d = out(
+                "restart",
+                "Running",
+                "Restarting",
+                failure.message,
+                restarting=(failure.reason, failure.message),
+            )
             d.reason = failure.reason
             return d
         if not failure.retryable:
@@ -322,21 +427,30 @@ def decide(obs: BatchObservation) -> BatchDecision:
             d.result = dict(failure.result) if failure.result else None
             return d
         if restarts >= obs.backoff_limit:
-            d = out("delete", "Failed", "BackoffLimitExceeded",
-                    f"{restarts} restart(s) used up (backoffLimit {obs.backoff_limit}); "
-                    f"last failure: {failure.message}", completionTime=now)
+            d = out(
+                "delete",
+                "Failed",
+                "BackoffLimitExceeded",
+                f"{restarts} restart(s) used up (backoffLimit {obs.backoff_limit}); "
+                f"last failure: {failure.message}",
+                completionTime=now,
+            )
             d.reason = "BackoffLimitExceeded"
             return d
-        d = out("restart", "Running", failure.reason,
-                f"restart {restarts + 1}/{obs.backoff_limit}: {failure.message}",
-                restarting=(failure.reason, failure.message), restarts=restarts + 1)
+        d = out(
+            "restart",
+            "Running",
+            failure.reason,
+            f"restart {restarts + 1}/{obs.backoff_limit}: {failure.message}",
+            restarting=(failure.reason, failure.message),
+            restarts=restarts + 1,
+        )
         d.reason, d.counted = failure.reason, True
         return d
 
     # 8. Suspend / resume.
     if obs.suspend and not job_suspended:
-        return out("suspend", "Suspended", "Suspended", "suspended by spec.suspend",
-                   suspended=True)
+        return out("suspend", "Suspended", "Suspended", "suspended by spec.suspend", suspended=True)
     if not obs.suspend and job_suspended:
         if obs.queued and phase_prev != "Suspended":
             return out("none", "Pending", "Queued", "waiting for Kueue to admit the Job")
@@ -360,8 +474,19 @@ def decide(obs: BatchObservation) -> BatchDecision:
     if len(running) >= obs.nodes:
         if not start_time:
             fields["startTime"] = now
-        return out("none", "Running", "Running",
-                   f"{len(running)}/{obs.nodes} pod(s) running", running=True, **fields)
-    return out("none", "Pending", "PodsStarting",
-               f"{len(running)}/{obs.nodes} pod(s) running", restarting=still_restarting,
-               **fields)
+        return out(
+            "none",
+            "Running",
+            "Running",
+            f"{len(running)}/{obs.nodes} pod(s) running",
+            running=True,
+            **fields,
+        )
+    return out(
+        "none",
+        "Pending",
+        "PodsStarting",
+        f"{len(running)}/{obs.nodes} pod(s) running",
+        restarting=still_restarting,
+        **fields,
+    )

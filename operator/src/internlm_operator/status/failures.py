@@ -119,8 +119,11 @@ def pod_failure(
         return Failure(True, "OOMKilled", f"pod {name} was OOM-killed{suffix}", name, result)
     if code >= 128:
         return Failure(
-            True, "Signal", f"pod {name} killed by signal {code - 128} (exit {code}){suffix}",
-            name, result,
+            True,
+            "Signal",
+            f"pod {name} killed by signal {code - 128} (exit {code}){suffix}",
+            name,
+            result,
         )
     if code in set(retryable_codes):
         return Failure(True, "RetryableExitCode", f"pod {name} exited {code}{suffix}", name, result)
@@ -147,7 +150,8 @@ def classify(
     if jc.get("reason") == "DeadlineExceeded":
         return Failure(False, "DeadlineExceeded", "the run exceeded its active deadline")
     return Failure(
-        True, "PodLost",
+        True,
+        "PodLost",
         f"the Job failed ({jc.get('reason')}) and its failed pod is gone (node lost?)",
     )
 

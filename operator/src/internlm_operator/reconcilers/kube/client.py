@@ -106,12 +106,16 @@ def _transient(status: int) -> bool:
 def load_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
     """An ApiClient from an explicit kubeconfig, else in-cluster, else the default kubeconfig."""
     if kubeconfig:
-        return kubernetes.config.new_client_from_config(config_file=kubeconfig, context=context)
+        return kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context
+        )
     cfg = kubernetes.client.Configuration()
     try:
-        kubernetes.config.load_incluster_config(client_configuration=cfg)
+        kubernetes.config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
     except kubernetes.config.ConfigException:
-        return kubernetes.config.new_client_from_config(context=context)
+        return kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            context=context
+        )
     return kubernetes.client.ApiClient(configuration=cfg)
 
 
@@ -136,8 +140,9 @@ class Kube:
             method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
         try:
-            resp = self.api.call_api(method, url, header_params=headers, body=body,
-                                     _request_timeout=self.timeout)
+            resp = self.api.call_api(
+                method, url, header_params=headers, body=body, _request_timeout=self.timeout
+            )
             data = resp.read()
         except (urllib3.exceptions.HTTPError, OSError) as e:
             raise KubeError(0, "Unreachable", str(e), transient=True) from e
@@ -190,7 +195,12 @@ class Kube:
         )
 
     def merge_patch(
-        self, api_version: str, kind: str, namespace: str | None, name: str, patch: Any,
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        name: str,
+        patch: Any,
         sub: str | None = None,
     ) -> Any:
         return self.request(

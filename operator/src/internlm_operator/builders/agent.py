@@ -1,0 +1,153 @@
+"""Pure builder for Agent: (resource, resolved LLM endpoint) -> ConfigMap, Deployment, Service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..runtimes import RenderContext, Rendered, for_resource
+from .batch import scheduling
+from .common import Owner, check_name, stable_hash
+from .longrunning import (
+    CONTAINER,
+    base_env,
+    config_map,
+    config_volume,
+    deployment,
+    endpoint,
+    secret_env,
+    service,
+)
+
+API_KEY_ENV = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class ResolvedLLM:
+    """Where the agent's model is: base URL (ending in /v1), model name, and the Secret key
+    holding the API key (the Agent's own, else its ModelServe's)."""
+
+    url: str
+    model: str
+    api_key_secret: Any = None  # SecretKeyRef | None
+
+
+@dataclass(frozen=True)
+class AgentInputs:
+    owner: Owner
+    spec: Any  # AgentSpec
+    image: str
+    llm: ResolvedLLM
+    pull_policy: str = "IfNotPresent"
+
+
+@dataclass(frozen=True)
+class AgentChildren:
+    config_map: dict[str, Any]
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+    endpoint: str
+    spec_hash: str
+    rendered: Rendered
+
+    def present(self) -> list[dict[str, Any]]:
+        return [self.config_map, self.service, self.deployment]
+
+
+def names(o: Owner) -> tuple[str, str]:
+    base = check_name(o.base_name, 63, "Service")
+    return base, f"{base}-config"
+
+
+def _resources(spec: Any) -> dict[str, Any]:
+    r = spec.resources
+    amounts = {}
+    if r.cpu is not None:
+        amounts["cpu"] = str(r.cpu)
+    if r.memory is not None:
+        amounts["memory"] = str(r.memory)
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def build(inp: AgentInputs) -> AgentChildren:
+    o, spec = inp.owner, inp.spec
+    name, cm_name = names(o)
+    image = spec.image or inp.image
+    pull = spec.image_pull_policy or inp.pull_policy
+
+    rendered = for_resource(o.kind, spec).render(
+        RenderContext(
+            kind=o.kind,
+            namespace=o.namespace,
+            name=o.name,
+            uid=o.uid,
+            spec=spec,
+            paths={},
+            output_dir="",
+            extra={"llmUrl": inp.llm.url, "llmModel": inp.llm.model},
+        )
+    )
+    env = base_env(o, rendered)
+    env += [{"name": k, "value": v} for k, v in sorted(rendered.env.items())]
+    if inp.llm.api_key_secret is not None:
+        env.append(secret_env(API_KEY_ENV, inp.llm.api_key_secret))
+    env += [e.to_dict() for e in spec.env or []]
+
+    cfg_vol, cfg_mount = config_volume(cm_name)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": rendered.command,
+        "env": env,
+        "ports": list(rendered.ports),
+        "volumeMounts": [cfg_mount, {"name": "tmp", "mountPath": "/tmp"}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 60,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 20,
+            "timeoutSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+    res = _resources(spec)
+    if res:
+        container["resources"] = res
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [container],
+        "volumes": [cfg_vol, {"name": "tmp", "emptyDir": {}}],
+        **scheduling(spec),
+    }
+    cm = config_map(o, cm_name, rendered)
+    config_hash = stable_hash(cm["data"])
+    spec_hash = stable_hash(pod_spec, cm["data"])
+    deploy = deployment(
+        o,
+        name,
+        replicas=int(spec.replicas),
+        pod_spec=pod_spec,
+        config_hash=config_hash,
+        spec_hash=spec_hash,
+    )
+    port = int(spec.port)
+    return AgentChildren(
+        config_map=cm,
+        deployment=deploy,
+        service=service(o, name, port),
+        endpoint=endpoint(name, o.namespace, port),
+        spec_hash=spec_hash,
+        rendered=rendered,
+    )

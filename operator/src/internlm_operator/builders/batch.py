@@ -1,0 +1,283 @@
+"""Pure builders for the batch kinds: (resource, resolved inputs) -> ConfigMap, headless
+Service and Indexed Job manifests (plain dicts, ready for server-side apply)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..runtimes import CONFIG_DIR, CONFIG_FILE, RenderContext, Rendered, for_resource
+from ..status.batch import ATTEMPT_LABEL, HASH_ANNOTATION
+from .common import Owner, Storage, check_name, source_location, stable_hash
+
+CONTAINER = "workload"
+MASTER_PORT = 29500
+PROGRESS_PORT = 9400
+PROGRESS_FILE = "/var/run/internlm/progress.json"
+COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+NCCL_ENV = {
+    "NCCL_DEBUG": "WARN",
+    "TORCH_NCCL_ASYNC_ERROR_HANDLING": "1",
+    "NCCL_ASYNC_ERROR_HANDLING": "1",
+    "OMP_NUM_THREADS": "1",
+}
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    owner: Owner
+    spec: Any  # TrainJobSpec | FineTuneSpec | EvalRunSpec
+    image: str  # the operator's image for this stage (spec.image overrides)
+    pull_policy: str = "IfNotPresent"
+    upstream: Mapping[str, str] = field(default_factory=dict)  # input key -> location
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. a resolved endpoint
+    attempt: int = 0  # restarts so far; stamped on the Job
+    active_deadline_seconds: int | None = None  # remaining for this attempt
+
+
+@dataclass(frozen=True)
+class BatchChildren:
+    config_map: dict[str, Any]
+    service: dict[str, Any] | None
+    job: dict[str, Any]
+    spec_hash: str
+    output_dir: str
+    rendered: Rendered
+
+    @property
+    def job_name(self) -> str:
+        return str(self.job["metadata"]["name"])
+
+    def all(self) -> list[dict[str, Any]]:
+        return [m for m in (self.config_map, self.service, self.job) if m is not None]
+
+
+def shape(kind: str, spec: Any) -> tuple[int, int]:
+    """(nodes, GPUs per node)."""
+    nodes = int(getattr(spec, "nodes", 1) or 1)
+    return nodes, int(spec.resources.gpus_per_node)
+
+
+def _inputs(kind: str, spec: Any, upstream: Mapping[str, str]) -> dict[str, str]:
+    """Input key -> location string, per kind."""
+    locs: dict[str, str] = {}
+    if kind == "TrainJob":
+        if spec.model.source is not None:
+            locs["model"] = source_location(spec.model.source, upstream.get("model"))
+        if spec.model.tokenizer is not None:
+            locs["tokenizer"] = source_location(spec.model.tokenizer, upstream.get("tokenizer"))
+        locs["data"] = source_location(spec.data)
+    elif kind == "FineTune":
+        locs["model"] = source_location(spec.model, upstream.get("model"))
+        locs["dataset"] = source_location(spec.dataset)
+    elif kind == "EvalRun":
+        if spec.target.model is not None:
+            locs["model"] = source_location(spec.target.model, upstream.get("model"))
+        for c in spec.custom_datasets or []:
+            locs[f"custom:{c.name}"] = source_location(c)
+        if spec.data is not None:
+            locs["evalData"] = source_location(spec.data)
+    return locs
+
+
+def _secret_env(name: str, ref: Any) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
+
+
+def _hub_env(spec: Any) -> list[dict[str, Any]]:
+    env = []
+    tokens = getattr(spec, "hub_tokens", None)
+    if tokens is not None and tokens.hugging_face is not None:
+        env.append(_secret_env("HF_TOKEN", tokens.hugging_face))
+    if tokens is not None and tokens.model_scope is not None:
+        env.append(_secret_env("MODELSCOPE_API_TOKEN", tokens.model_scope))
+    return env
+
+
+def _resources(spec: Any) -> dict[str, Any]:
+    r = spec.resources
+    amounts: dict[str, Any] = {}
+    if r.gpus_per_node:
+        amounts["nvidia.com/gpu"] = str(r.gpus_per_node)
+    if r.cpu is not None:
+        amounts["cpu"] = str(r.cpu)
+    if r.memory is not None:
+        amounts["memory"] = str(r.memory)
+    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
+
+
+def scheduling(spec: Any) -> dict[str, Any]:
+    """Pod-spec fields for placement: node selector (+ GPU product), tolerations, affinity,
+    priority class and scheduler name."""
+    out: dict[str, Any] = {}
+    s = getattr(spec, "scheduling", None)
+    selector: dict[str, str] = dict(s.node_selector or {}) if s is not None else {}
+    product = getattr(spec.resources, "gpu_product", None)
+    if product:
+        selector["nvidia.com/gpu.product"] = product
+    if selector:
+        out["nodeSelector"] = selector
+    if s is not None:
+        if s.tolerations:
+            out["tolerations"] = [t.to_dict() for t in s.tolerations]
+        if s.affinity:
+            out["affinity"] = dict(s.affinity)
+        if s.priority_class_name:
+            out["priorityClassName"] = s.priority_class_name
+        if s.scheduler_name:
+            out["schedulerName"] = s.scheduler_name
+    return out
+
+
+def build(inp: BatchInputs) -> BatchChildren:
+    o, spec = inp.owner, inp.spec
+    nodes, gpus = shape(o.kind, spec)
+    job_name = check_name(o.base_name, 63 - 1 - len(str(max(nodes - 1, 0))), "Job")
+    svc_name = job_name
+    cm_name = f"{job_name}-config"
+    image = spec.image or inp.image
+    pull = spec.image_pull_policy or inp.pull_policy
+
+    storage = Storage(image=image, pull_policy=pull, hub_env=_hub_env(spec))
+    paths = {k: storage.mount(k, loc) for k, loc in _inputs(o.kind, spec, inp.upstream).items()}
+    output_dir = storage.output(getattr(spec, "output", None))
+
+    runtime = for_resource(o.kind, spec)
+    rendered = runtime.render(
+        RenderContext(
+            kind=o.kind,
+            namespace=o.namespace,
+            name=o.name,
+            uid=o.uid,
+            spec=spec,
+            paths=paths,
+            output_dir=output_dir,
+            nodes=nodes,
+            gpus_per_node=gpus,
+            extra=inp.extra,
+        )
+    )
+
+    multi = nodes > 1 or o.kind == "TrainJob"
+    env: list[dict[str, Any]] = [
+        {"name": "INTERNLM_CONFIG", "value": CONFIG_FILE},
+        {"name": "INTERNLM_STAGE", "value": rendered.stage},
+        {"name": "INTERNLM_OUTPUT_DIR", "value": output_dir},
+        {"name": "INTERNLM_PROGRESS_FILE", "value": PROGRESS_FILE},
+        {"name": "INTERNLM_PROGRESS_PORT", "value": str(PROGRESS_PORT)},
+        {"name": "INTERNLM_RESOURCE", "value": f"{o.kind}/{o.namespace}/{o.name}"},
+        {"name": "NNODES", "value": str(nodes)},
+        {"name": "NPROC_PER_NODE", "value": str(max(gpus, 1))},
+        {"name": "NODE_RANK", "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX_FIELD}}},
+        {"name": "MASTER_ADDR", "value": f"{job_name}-0.{svc_name}" if multi else "127.0.0.1"},
+        {"name": "MASTER_PORT", "value": str(MASTER_PORT)},
+    ]
+    if storage.output_uri:
+        env.append({"name": "INTERNLM_OUTPUT_URI", "value": storage.output_uri})
+    if gpus:
+        env += [{"name": k, "value": v} for k, v in NCCL_ENV.items()]
+    env += [{"name": k, "value": v} for k, v in sorted(rendered.env.items())]
+    env += storage.hub_env
+    api_key = inp.extra.get("apiKeySecret")
+    if api_key is not None:
+        env.append(_secret_env("OPENAI_API_KEY", api_key))
+    for e in spec.env or []:
+        env.append(e.to_dict())
+
+    shm: dict[str, Any] = {"medium": "Memory"}
+    if spec.resources.shared_memory is not None:
+        shm["sizeLimit"] = str(spec.resources.shared_memory)
+    volumes = [
+        {"name": "config", "configMap": {"name": cm_name}},
+        {"name": "dshm", "emptyDir": shm},
+        {"name": "progress", "emptyDir": {}},
+        *storage.volumes.values(),
+    ]
+    mounts = [
+        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "progress", "mountPath": PROGRESS_FILE.rsplit("/", 1)[0]},
+        *storage.mounts.values(),
+    ]
+    ports = [{"name": "progress", "containerPort": PROGRESS_PORT, "protocol": "TCP"}]
+    if multi:
+        ports.append({"name": "rendezvous", "containerPort": MASTER_PORT, "protocol": "TCP"})
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": rendered.command,
+        "env": env,
+        "ports": ports + list(rendered.ports),
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    res = _resources(spec)
+    if res:
+        container["resources"] = res
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "containers": [container],
+        "volumes": volumes,
+        **scheduling(spec),
+    }
+    if multi:
+        pod_spec["subdomain"] = svc_name
+    if storage.init_containers:
+        pod_spec["initContainers"] = storage.init_containers
+
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": o.metadata(cm_name, "config"),
+        "data": dict(sorted(rendered.files.items())),
+    }
+    service = None
+    if multi:
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": o.metadata(svc_name, "rendezvous"),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": {
+                    "app.kubernetes.io/instance": o.name,
+                    "app.kubernetes.io/name": o.kind.lower(),
+                    "app.kubernetes.io/component": "worker",
+                },
+                "ports": [
+                    {
+                        "name": "rendezvous",
+                        "port": MASTER_PORT,
+                        "targetPort": MASTER_PORT,
+                        "protocol": "TCP",
+                    }
+                ],
+            },
+        }
+    job_spec: dict[str, Any] = {
+        "completionMode": "Indexed",
+        "completions": nodes,
+        "parallelism": nodes,
+        "backoffLimit": 0,  # one failed pod fails the gang; the operator restarts it whole
+        "template": {
+            "metadata": {"labels": o.labels_for("worker")},
+            "spec": pod_spec,
+        },
+    }
+    spec_hash = stable_hash(job_spec, config_map["data"], service and service["spec"])
+    if inp.active_deadline_seconds:
+        job_spec["activeDeadlineSeconds"] = max(1, int(inp.active_deadline_seconds))
+    md = o.metadata(job_name, "worker", {HASH_ANNOTATION: spec_hash})
+    md["labels"][ATTEMPT_LABEL] = str(inp.attempt)
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": md, "spec": job_spec}
+    return BatchChildren(config_map, service, job, spec_hash, output_dir, rendered)
+
+
+def with_suspend(job: Mapping[str, Any], suspend: bool) -> dict[str, Any]:
+    out = {**job, "spec": {**job["spec"], "suspend": suspend}}
+    return out

@@ -1,0 +1,211 @@
+"""Pure helpers shared by the builders: names, labels, owner references, storage mounts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..runtimes import InvalidSpec
+
+MANAGED_BY = "internlm-operator"
+PART_OF = "internlm"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+RESOURCE_LABEL = "internlm.io/resource"
+KIND_LABEL = "internlm.io/kind"
+SHORT = {"TrainJob": "tj", "FineTune": "ft", "EvalRun": "er", "ModelServe": "ms", "Agent": "ag"}
+PVC_ROOT = "/mnt/pvc"
+INPUTS_ROOT = "/mnt/inputs"
+LOCAL_OUTPUT = "/mnt/output"
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The identity of the resource that owns the children."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def base_name(self) -> str:
+        """``<name>-<short kind>``: children of different kinds never collide."""
+        return f"{self.name}-{SHORT[self.kind]}"
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+    def labels_for(self, component: str) -> dict[str, str]:
+        out = {
+            "app.kubernetes.io/name": self.kind.lower(),
+            "app.kubernetes.io/instance": self.name,
+            "app.kubernetes.io/component": component,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            "app.kubernetes.io/part-of": PART_OF,
+            RESOURCE_LABEL: self.name,
+            KIND_LABEL: self.kind,
+        }
+        queue = self.labels.get(QUEUE_LABEL)
+        if queue:
+            out[QUEUE_LABEL] = queue
+        return out
+
+    def metadata(
+        self, name: str, component: str, annotations: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        md: dict[str, Any] = {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": self.labels_for(component),
+            "ownerReferences": [self.owner_reference()],
+        }
+        if annotations:
+            md["annotations"] = dict(annotations)
+        return md
+
+
+def check_name(name: str, limit: int, what: str) -> str:
+    if len(name) > limit:
+        raise InvalidSpec(f"the name is too long: {what} {name!r} would exceed {limit} characters")
+    return name
+
+
+def stable_hash(*parts: Any) -> str:
+    data = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+
+# -- storage -------------------------------------------------------------------------------
+
+
+def source_location(src: Any, upstream: str | None = None) -> str:
+    """A source model (ModelSource, DatasetSource, StorageLocation) as a location string:
+    ``pvc://<claim>/<path>``, ``hf://<repo>[@rev]``, ``ms://<repo>[@rev]`` or a URI. A
+    ``fromResource`` source takes the resolved upstream location."""
+    if getattr(src, "from_resource", None) is not None:
+        if not upstream:
+            raise InvalidSpec("fromResource is not resolved")
+        return upstream
+    if getattr(src, "pvc", None) is not None:
+        return pvc_uri(src.pvc.claim_name, src.pvc.path)
+    for attr, scheme in (("hugging_face", "hf"), ("model_scope", "ms")):
+        repo = getattr(src, attr, None)
+        if repo is not None:
+            rev = f"@{repo.revision}" if repo.revision else ""
+            return f"{scheme}://{repo.repo}{rev}"
+    if getattr(src, "uri", None):
+        return str(src.uri)
+    raise InvalidSpec("the source has no location")
+
+
+def pvc_uri(claim: str, path: str = "") -> str:
+    path = path.strip("/")
+    return f"pvc://{claim}/{path}" if path else f"pvc://{claim}"
+
+
+def split_pvc(loc: str) -> tuple[str, str]:
+    rest = loc[len("pvc://") :]
+    claim, _, path = rest.partition("/")
+    return claim, path.strip("/")
+
+
+@dataclass
+class Storage:
+    """Accumulates the volumes, mounts and fetch init-containers a pod needs."""
+
+    image: str
+    pull_policy: str
+    hub_env: list[dict[str, Any]] = field(default_factory=list)
+    volumes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    mounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    init_containers: list[dict[str, Any]] = field(default_factory=list)
+    output_uri: str | None = None
+
+    def _pvc(self, claim: str, read_only: bool) -> str:
+        vol = f"pvc-{claim}"[:63]
+        mount = f"{PVC_ROOT}/{claim}"
+        self.volumes.setdefault(vol, {"name": vol, "persistentVolumeClaim": {"claimName": claim}})
+        prev = self.mounts.get(vol)
+        ro = read_only and (prev is None or prev.get("readOnly", False))
+        self.mounts[vol] = {"name": vol, "mountPath": mount, "readOnly": ro}
+        return mount
+
+    def _inputs(self) -> None:
+        self.volumes.setdefault("inputs", {"name": "inputs", "emptyDir": {}})
+        self.mounts.setdefault("inputs", {"name": "inputs", "mountPath": INPUTS_ROOT})
+
+    def mount(self, key: str, loc: str) -> str:
+        """Make ``loc`` available in the pod; returns the path (or URI) the workload uses."""
+        if loc.startswith("pvc://"):
+            claim, path = split_pvc(loc)
+            root = self._pvc(claim, read_only=True)
+            return f"{root}/{path}" if path else root
+        if loc.startswith(("hf://", "ms://")):
+            self._inputs()
+            repo, _, rev = loc[5:].partition("@")
+            dest = f"{INPUTS_ROOT}/{key.replace(':', '-')}"
+            if loc.startswith("hf://"):
+                cmd = ["huggingface-cli", "download", repo, "--local-dir", dest]
+                if rev:
+                    cmd += ["--revision", rev]
+            else:
+                cmd = ["modelscope", "download", "--model", repo, "--local_dir", dest]
+                if rev:
+                    cmd += ["--revision", rev]
+            self.init_containers.append(
+                {
+                    "name": f"fetch-{key.replace(':', '-').replace('_', '-').lower()}"[:63],
+                    "image": self.image,
+                    "imagePullPolicy": self.pull_policy,
+                    "command": cmd,
+                    "env": list(self.hub_env),
+                    "volumeMounts": [{"name": "inputs", "mountPath": INPUTS_ROOT}],
+                }
+            )
+            return dest
+        return loc  # an object-store / HTTP URI: the workload reads it directly
+
+    def output(self, loc: Any) -> str:
+        """Mount the output location read-write; returns INTERNLM_OUTPUT_DIR."""
+        if loc is None:
+            self.volumes.setdefault("output", {"name": "output", "emptyDir": {}})
+            self.mounts.setdefault("output", {"name": "output", "mountPath": LOCAL_OUTPUT})
+            return LOCAL_OUTPUT
+        if loc.pvc is not None:
+            root = self._pvc(loc.pvc.claim_name, read_only=False)
+            path = loc.pvc.path.strip("/")
+            return f"{root}/{path}" if path else root
+        self.output_uri = loc.uri
+        self.volumes.setdefault("output", {"name": "output", "emptyDir": {}})
+        self.mounts.setdefault("output", {"name": "output", "mountPath": LOCAL_OUTPUT})
+        return LOCAL_OUTPUT
+
+
+def to_location(path: str | None, output_dir: str, output_loc: Any) -> str | None:
+    """Translate a path the workload reported into a location another pod can mount:
+    ``/mnt/pvc/<claim>/x`` -> ``pvc://<claim>/x``; under a synced local output dir -> the URI."""
+    if not path:
+        return path
+    if path.startswith(PVC_ROOT + "/"):
+        claim, _, rest = path[len(PVC_ROOT) + 1 :].partition("/")
+        return pvc_uri(claim, rest)
+    if (
+        output_loc is not None
+        and getattr(output_loc, "uri", None)
+        and path.startswith(LOCAL_OUTPUT)
+    ):
+        return str(output_loc.uri).rstrip("/") + path[len(LOCAL_OUTPUT) :]
+    return path

@@ -1,0 +1,267 @@
+"""Pure builder for ModelServe: (resource, resolved model location) -> ConfigMap, Deployment,
+Service, and optionally a HorizontalPodAutoscaler and a PodDisruptionBudget.
+
+Scaling: ``spec.replicas`` is the one source of truth for the Deployment's replica count. The
+HPA (when ``spec.autoscaling`` is set) targets the ModelServe's own scale subresource, so the
+HPA, ``kubectl scale modelserve`` and the operator never fight over the Deployment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.v1alpha1.common import API_VERSION
+from ..runtimes import RenderContext, Rendered, for_resource
+from ..runtimes.base import InvalidSpec
+from ..runtimes.lmdeploy import API_KEYS_ENV, served_model_name
+from .batch import _hub_env, _resources, scheduling
+from .common import Owner, Storage, check_name, source_location, stable_hash
+from .longrunning import (
+    CONTAINER,
+    base_env,
+    config_map,
+    config_volume,
+    deployment,
+    endpoint,
+    secret_env,
+    selector,
+    service,
+)
+
+# Probes sized for big models: weights can take many minutes to load, a busy server must not
+# be killed, and only a server that lists its model takes traffic.
+STARTUP_PERIOD_SECONDS = 10
+STARTUP_FAILURE_THRESHOLD = 180  # 30 minutes of weight loading
+READINESS_PATH = "/v1/models"
+HEALTH_PATH = "/health"
+TERMINATION_GRACE_SECONDS = 120
+PROGRESS_DEADLINE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class ServeInputs:
+    owner: Owner
+    spec: Any  # ModelServeSpec
+    image: str
+    pull_policy: str = "IfNotPresent"
+    model_location: str | None = None  # resolved location when spec.model is fromResource
+    adapter_locations: Mapping[str, str] = field(default_factory=dict)  # fromResource adapters
+
+
+@dataclass(frozen=True)
+class ServeChildren:
+    config_map: dict[str, Any]
+    deployment: dict[str, Any]
+    service: dict[str, Any]
+    hpa: dict[str, Any] | None
+    pdb: dict[str, Any] | None
+    endpoint: str
+    served_model_name: str
+    model_location: str
+    spec_hash: str
+    rendered: Rendered
+
+    @property
+    def name(self) -> str:
+        return str(self.deployment["metadata"]["name"])
+
+    def present(self) -> list[dict[str, Any]]:
+        """The children to apply, in order (config first, so pods find it)."""
+        return [
+            m
+            for m in (self.config_map, self.service, self.deployment, self.hpa, self.pdb)
+            if m is not None
+        ]
+
+    def absent(self) -> list[tuple[str, str, str]]:
+        """(apiVersion, kind, name) of optional children that must not exist."""
+        out = []
+        if self.hpa is None:
+            out.append(("autoscaling/v2", "HorizontalPodAutoscaler", self.name))
+        if self.pdb is None:
+            out.append(("policy/v1", "PodDisruptionBudget", self.name))
+        return out
+
+
+def names(o: Owner) -> tuple[str, str]:
+    """(Deployment/Service/HPA/PDB name, ConfigMap name)."""
+    base = check_name(o.base_name, 63, "Service")
+    return base, f"{base}-config"
+
+
+def _location(src: Any, resolved: str | None, what: str) -> str:
+    loc = source_location(src, resolved)
+    if not loc.startswith(("pvc://", "hf://", "ms://")):
+        raise InvalidSpec(
+            f"{what} {loc!r} cannot be served: LMDeploy reads a local directory, so use a "
+            "pvc, huggingFace or modelScope source (or a producer writing to a PVC)"
+        )
+    return loc
+
+
+def effective_min_replicas(spec: Any) -> int:
+    """The fewest servers there will be (for the PodDisruptionBudget decision)."""
+    if spec.autoscaling is not None:
+        return max(int(spec.replicas), int(spec.autoscaling.min_replicas))
+    return int(spec.replicas)
+
+
+def build(inp: ServeInputs) -> ServeChildren:
+    o, spec = inp.owner, inp.spec
+    name, cm_name = names(o)
+    image = spec.image or inp.image
+    pull = spec.image_pull_policy or inp.pull_policy
+    served = served_model_name(o.name, spec)
+
+    storage = Storage(image=image, pull_policy=pull, hub_env=_hub_env(spec))
+    model_loc = _location(spec.model, inp.model_location, "the model")
+    paths = {"model": storage.mount("model", model_loc)}
+    for a in spec.adapters or []:
+        loc = _location(a.source, inp.adapter_locations.get(a.name), f"adapter {a.name}")
+        paths[f"adapter:{a.name}"] = storage.mount(f"adapter:{a.name}", loc)
+
+    runtime = for_resource(o.kind, spec)
+    rendered = runtime.render(
+        RenderContext(
+            kind=o.kind,
+            namespace=o.namespace,
+            name=o.name,
+            uid=o.uid,
+            spec=spec,
+            paths=paths,
+            output_dir="",
+            nodes=1,
+            gpus_per_node=int(spec.resources.gpus_per_node),
+        )
+    )
+
+    env = base_env(o, rendered)
+    env += [{"name": k, "value": v} for k, v in sorted(rendered.env.items())]
+    if spec.api_key_secret is not None:
+        env.append(secret_env(API_KEYS_ENV, spec.api_key_secret))
+    env += storage.hub_env
+    env += [e.to_dict() for e in spec.env or []]
+
+    shm: dict[str, Any] = {"medium": "Memory"}
+    if spec.resources.shared_memory is not None:
+        shm["sizeLimit"] = str(spec.resources.shared_memory)
+    cfg_vol, cfg_mount = config_volume(cm_name)
+    volumes = [cfg_vol, {"name": "dshm", "emptyDir": shm}, *storage.volumes.values()]
+    mounts = [cfg_mount, {"name": "dshm", "mountPath": "/dev/shm"}, *storage.mounts.values()]
+
+    # With API keys every OpenAI route needs a key, so readiness uses the unauthenticated
+    # /health (LMDeploy only answers HTTP once the engine and weights are loaded).
+    ready_path = HEALTH_PATH if spec.api_key_secret is not None else READINESS_PATH
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": rendered.command,
+        "env": env,
+        "ports": list(rendered.ports),
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "startupProbe": {
+            "httpGet": {"path": ready_path, "port": "http"},
+            "periodSeconds": STARTUP_PERIOD_SECONDS,
+            "timeoutSeconds": 5,
+            "failureThreshold": STARTUP_FAILURE_THRESHOLD,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": ready_path, "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 3,
+        },
+        # A TCP accept is answered by the kernel even while the server is saturated, so a busy
+        # server is never killed; a wedged or dead process is, after two minutes.
+        "livenessProbe": {
+            "tcpSocket": {"port": "http"},
+            "periodSeconds": 20,
+            "timeoutSeconds": 10,
+            "failureThreshold": 6,
+        },
+    }
+    res = _resources(spec)
+    if res:
+        container["resources"] = res
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
+        "containers": [container],
+        "volumes": volumes,
+        **scheduling(spec),
+    }
+    if storage.init_containers:
+        pod_spec["initContainers"] = storage.init_containers
+
+    cm = config_map(o, cm_name, rendered)
+    config_hash = stable_hash(cm["data"])
+    spec_hash = stable_hash(pod_spec, cm["data"])
+    deploy = deployment(
+        o,
+        name,
+        replicas=int(spec.replicas),
+        pod_spec=pod_spec,
+        config_hash=config_hash,
+        spec_hash=spec_hash,
+        progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
+    )
+    svc = service(o, name, int(spec.port))
+
+    hpa = None
+    if spec.autoscaling is not None:
+        a = spec.autoscaling
+        hpa = {
+            "apiVersion": "autoscaling/v2",
+            "kind": "HorizontalPodAutoscaler",
+            "metadata": o.metadata(name, "autoscaler"),
+            "spec": {
+                "scaleTargetRef": {"apiVersion": API_VERSION, "kind": o.kind, "name": o.name},
+                "minReplicas": int(a.min_replicas),
+                "maxReplicas": int(a.max_replicas),
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": int(a.target_cpu_utilization_percentage),
+                            },
+                        },
+                    }
+                ],
+            },
+        }
+
+    pdb = None
+    if effective_min_replicas(spec) > 1:
+        max_unavailable = (
+            spec.disruption_budget.max_unavailable if spec.disruption_budget is not None else 1
+        )
+        pdb = {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": o.metadata(name, "disruption-budget"),
+            "spec": {
+                "maxUnavailable": int(max_unavailable),
+                "selector": {"matchLabels": selector(o)},
+            },
+        }
+
+    return ServeChildren(
+        config_map=cm,
+        deployment=deploy,
+        service=svc,
+        hpa=hpa,
+        pdb=pdb,
+        endpoint=endpoint(name, o.namespace, int(spec.port)),
+        served_model_name=served,
+        model_location=model_loc,
+        spec_hash=spec_hash,
+        rendered=rendered,
+    )

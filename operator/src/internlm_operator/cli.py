@@ -1,0 +1,122 @@
+"""``internlm-operator``: the operator's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from . import config as cfg
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(prog="internlm-operator", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the operator")
+    r.add_argument(
+        "--kubeconfig",
+        default=env.get("KUBECONFIG") or None,
+        help="kubeconfig file (default: in-cluster config, else ~/.kube/config)",
+    )
+    r.add_argument("--context", default=None, help="kubeconfig context")
+    r.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        dest="namespaces",
+        help="namespace (or glob) to watch; repeatable; default: all namespaces "
+        "(env INTERNLM_NAMESPACES, comma-separated)",
+    )
+    r.add_argument(
+        "--log-format", choices=("text", "json"), default=env.get("INTERNLM_LOG_FORMAT", "text")
+    )
+    r.add_argument("-v", "--verbose", action="store_true")
+    r.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(env.get("INTERNLM_METRICS_PORT", 8080)),
+        help="Prometheus /metrics port (0 = off)",
+    )
+    r.add_argument(
+        "--health-port",
+        type=int,
+        default=int(env.get("INTERNLM_HEALTH_PORT", 8081)),
+        help="/healthz and /readyz port (0 = off)",
+    )
+    r.add_argument(
+        "--resync-seconds",
+        type=float,
+        default=None,
+        help="period of the level-based resync (env INTERNLM_RESYNC_SECONDS, 15)",
+    )
+    r.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="STAGE=IMAGE",
+        help="workload image for a stage (pretrain, finetune, eval, serve, agent); "
+        "repeatable (env INTERNLM_IMAGE_<STAGE>)",
+    )
+    r.add_argument(
+        "--images",
+        default=None,
+        metavar="JSON",
+        help='all workload images as JSON {"pretrain": "...", ...} (env INTERNLM_IMAGES)',
+    )
+    r.add_argument("--image-pull-policy", default=None, choices=("Always", "IfNotPresent", "Never"))
+    r.add_argument(
+        "--default-storage-class",
+        default=None,
+        help="storage class for PVCs the operator creates (env INTERNLM_DEFAULT_STORAGE_CLASS)",
+    )
+    r.add_argument(
+        "--progress-timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for a pod's progress endpoint; 0 = do not poll",
+    )
+    return p.parse_args(argv)
+
+
+def config_from_args(a: argparse.Namespace) -> cfg.OperatorConfig:
+    images = cfg.images_from_env(os.environ)
+    if a.images:
+        images.update(json.loads(a.images))
+    for item in a.image:
+        stage, _, image = item.partition("=")
+        if stage not in cfg.STAGES or not image:
+            raise SystemExit(f"--image {item!r}: expected STAGE=IMAGE with STAGE in {cfg.STAGES}")
+        images[stage] = image
+    namespaces = a.namespaces
+    if namespaces is None and os.environ.get("INTERNLM_NAMESPACES"):
+        namespaces = [n.strip() for n in os.environ["INTERNLM_NAMESPACES"].split(",") if n.strip()]
+    return cfg.from_env(
+        kubeconfig=a.kubeconfig,
+        context=a.context,
+        namespaces=tuple(namespaces or ()),
+        log_format=a.log_format,
+        verbose=a.verbose,
+        metrics_port=a.metrics_port,
+        health_port=a.health_port,
+        resync_seconds=a.resync_seconds,
+        images=images,
+        image_pull_policy=a.image_pull_policy,
+        default_storage_class=a.default_storage_class,
+        progress_timeout=a.progress_timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.command == "run":
+        from .operator import run_operator
+
+        run_operator(config_from_args(a))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

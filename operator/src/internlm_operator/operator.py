@@ -1,0 +1,132 @@
+"""Assemble and run the operator: kopf settings, login, handlers, resync loop, health, metrics.
+
+:func:`run_operator` is what ``internlm-operator run`` calls; tests call :func:`operator_task`
+inside their own thread with a stop flag.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Collection
+from typing import Any
+
+import kopf
+
+from . import metrics
+from .config import OperatorConfig
+from .health import Health
+from .reconcilers import RECONCILERS, Context, Controller, register
+from .reconcilers.kube import Kube, load_api_client
+
+log = logging.getLogger("internlm_operator")
+
+
+def connection_info(api_client: Any) -> kopf.ConnectionInfo:
+    """kopf credentials from the same kubernetes client configuration the reconcilers use."""
+    c = api_client.configuration
+    header = c.get_api_key_with_prefix("BearerToken") or c.get_api_key_with_prefix("authorization")
+    scheme, token = None, None
+    if header:
+        parts = header.split(" ", 1)
+        scheme, token = (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+    return kopf.ConnectionInfo(
+        server=c.host,
+        ca_path=c.ssl_ca_cert,
+        insecure=not c.verify_ssl,
+        username=c.username or None,
+        password=c.password or None,
+        scheme=scheme,
+        token=token,
+        certificate_path=c.cert_file,
+        private_key_path=c.key_file,
+    )
+
+
+def build(
+    config: OperatorConfig,
+    health: Health | None = None,
+    fault: Callable[[str], None] | None = None,
+    reconcilers: dict[str, Any] | None = None,
+) -> tuple[kopf.OperatorRegistry, Controller, Any]:
+    api_client = load_api_client(config.kubeconfig, config.context)
+    kube = Kube(api_client)
+    controller = Controller(Context(config, kube, fault), dict(reconcilers or RECONCILERS), health)
+    registry = kopf.OperatorRegistry()
+    register(registry, controller)
+    info = connection_info(api_client)
+
+    @kopf.on.login(registry=registry)
+    def login(**_: Any) -> kopf.ConnectionInfo:
+        return info
+
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    @kopf.on.startup(registry=registry)
+    async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings)
+        tasks.append(asyncio.create_task(controller.loop(stop)))
+        if health is not None:
+            health.ready.set()
+
+    @kopf.on.cleanup(registry=registry)
+    async def cleanup(**_: Any) -> None:
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    return registry, controller, api_client
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    # kopf's own bookkeeping: annotations under our domain, nothing in status (the CRD schemas
+    # would prune it anyway); no kopf-generated Events (we post our own on transitions).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="internlm.io")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="internlm.io", key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = "internlm.io/finalizer"
+    settings.posting.enabled = False
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    settings.execution.max_workers = 16
+
+
+def namespaces_args(namespaces: Collection[str]) -> dict[str, Any]:
+    if namespaces:
+        return {"namespaces": list(namespaces), "clusterwide": False}
+    return {"clusterwide": True}
+
+
+async def operator_task(
+    config: OperatorConfig,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+    health: Health | None = None,
+    fault: Callable[[str], None] | None = None,
+) -> None:
+    registry, _controller, api_client = build(config, health, fault)
+    try:
+        await kopf.operator(
+            registry=registry,
+            standalone=True,
+            stop_flag=stop_flag,
+            ready_flag=ready_flag,
+            **namespaces_args(config.namespaces),
+        )
+    finally:
+        api_client.close()
+
+
+def run_operator(config: OperatorConfig) -> None:
+    fmt = kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL
+    kopf.configure(verbose=config.verbose, log_format=fmt)
+    health = Health(stale_after=max(60.0, 4 * config.resync_seconds))
+    health.serve(config.health_port)
+    metrics.serve(config.metrics_port)
+    log.info("internlm-operator starting (namespaces: %s)", ", ".join(config.namespaces) or "all")
+    asyncio.run(operator_task(config, health=health))

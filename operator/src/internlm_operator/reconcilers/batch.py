@@ -1,0 +1,238 @@
+"""The reconcile pass shared by TrainJob, FineTune and EvalRun (kind modules add hooks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .. import metrics
+from ..api.v1alpha1 import API_VERSION, parse
+from ..builders import BatchInputs, Owner, build, to_location, with_suspend
+from ..builders.batch import CONTAINER, PROGRESS_PORT
+from ..status import batch as batch_status
+from ..status.conditions import now_rfc3339
+from ..status.failures import pod_index
+from .chain import resolve
+from .controller import Context, PermanentError, permanent_from
+
+log = logging.getLogger("internlm_operator")
+STAGE = {"TrainJob": "pretrain", "FineTune": "finetune", "EvalRun": "eval"}
+
+
+@dataclass(frozen=True)
+class KindHooks:
+    kind: str
+    # (status, result, spec, output_dir, now, generation, prev_status) -> status
+    finish: Callable[..., dict[str, Any]]
+
+
+def _body(obj: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
+
+
+def _owner(obj: Mapping[str, Any]) -> Owner:
+    md = obj["metadata"]
+    return Owner(
+        API_VERSION,
+        obj["kind"],
+        md["namespace"],
+        md["name"],
+        md["uid"],
+        int(md.get("generation") or 1),
+        dict(md.get("labels") or {}),
+    )
+
+
+def poll_progress(ctx: Context, pods: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The rank-0 pod's ``GET :9400/progress``; a pod that does not answer is not an error."""
+    timeout = ctx.config.progress_timeout
+    if not timeout:
+        return None
+    for p in sorted(pods, key=pod_index):
+        ip = p.get("status", {}).get("podIP")
+        if not ip or p.get("status", {}).get("phase") != "Running":
+            continue
+        try:
+            with urllib.request.urlopen(
+                f"http://{ip}:{PROGRESS_PORT}/progress", timeout=timeout
+            ) as r:
+                doc = json.loads(r.read(65536))
+            return doc if isinstance(doc, dict) else None
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None:
+    kube = ctx.kube
+    kind = hooks.kind
+    obj = kube.get(API_VERSION, kind, namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return
+    prev: dict[str, Any] = dict(obj.get("status") or {})
+    gen = int(obj["metadata"].get("generation") or 1)
+    now = dt.datetime.now(dt.UTC)
+
+    def write(status: dict[str, Any]) -> None:
+        status["observedGeneration"] = gen
+        status.pop("kopf", None)
+        if status != prev:
+            kube.patch_status(API_VERSION, kind, namespace, name, status)
+            ctx.events_for(obj, prev.get("conditions"), status.get("conditions") or [])
+        metrics.PHASES.labels(kind, status.get("phase") or "Unknown")  # ensure series exists
+
+    try:
+        model = parse(_body(obj))
+        spec: Any = model.spec
+        terminal = prev.get("phase") in batch_status.TERMINAL
+        res = resolve(kube, namespace, kind, spec) if not terminal else None
+        if res is not None and res.stalled and not terminal:
+            write(batch_status.stalled(prev, gen, now, *res.stalled, phase="Waiting"))
+            return
+        owner = _owner(obj)
+        restarts = int(prev.get("restarts") or 0)
+        rp = spec.run_policy
+        upstream = res.upstream if res else {}
+        extra = res.extra if res else {}
+        job_name = f"{owner.base_name}"
+        job = kube.get("batch/v1", "Job", namespace, job_name)
+        if res is not None and res.waiting and job is None and not terminal:
+            st = batch_status.waiting(prev, gen, now, "; ".join(res.waiting))
+            st["lineage"] = res.lineage or None
+            write({k: v for k, v in st.items() if v is not None})
+            return
+        if terminal:
+            # Inputs may be gone by now; rebuild only what the decision needs.
+            children = None
+        else:
+            children = build(
+                BatchInputs(
+                    owner=owner,
+                    spec=spec,
+                    image=ctx.config.image(STAGE[kind]),
+                    pull_policy=ctx.config.image_pull_policy,
+                    upstream=upstream,
+                    extra=extra,
+                    attempt=restarts,
+                    active_deadline_seconds=rp.active_deadline_seconds,
+                )
+            )
+    except Exception as e:
+        perm = permanent_from(e)
+        if perm is None:
+            raise
+        metrics.ERRORS.labels(kind, "permanent").inc()
+        write(batch_status.stalled(prev, gen, now, perm.reason, perm.message))
+        return
+
+    if job is not None:
+        refs = job["metadata"].get("ownerReferences") or []
+        ctrl = next((r for r in refs if r.get("controller")), None)
+        if ctrl is None or ctrl.get("uid") != obj["metadata"]["uid"]:
+            write(
+                batch_status.stalled(
+                    prev,
+                    gen,
+                    now,
+                    "ChildConflict",
+                    f"Job {job_name} exists and is not owned by this {kind}",
+                )
+            )
+            return
+    pods: list[dict[str, Any]] = []
+    if job is not None:
+        uid = job["metadata"]["uid"]
+        pods = [
+            p
+            for p in kube.list("v1", "Pod", namespace, {"batch.kubernetes.io/job-name": job_name})
+            if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/controller-uid")
+            in (uid, None)
+        ]
+    queued = bool((obj["metadata"].get("labels") or {}).get("kueue.x-k8s.io/queue-name")) or bool(
+        getattr(getattr(spec, "scheduling", None), "queue_name", None)
+    )
+    decision = batch_status.decide(
+        batch_status.BatchObservation(
+            generation=gen,
+            status=prev,
+            suspend=spec.suspend,
+            queued=queued,
+            backoff_limit=rp.backoff_limit,
+            active_deadline_seconds=rp.active_deadline_seconds,
+            ttl_seconds_after_finished=rp.ttl_seconds_after_finished,
+            retryable_exit_codes=tuple(rp.retryable_exit_codes or ()),
+            desired_hash=children.spec_hash if children else "",
+            nodes=int(getattr(spec, "nodes", 1) or 1),
+            job=job,
+            pods=pods,
+            now=now,
+            container=CONTAINER,
+            progress=poll_progress(ctx, pods) if children else None,
+        )
+    )
+    status = decision.status
+    if res is not None:
+        status["lineage"] = res.lineage or prev.get("lineage")
+        if status["lineage"] is None:
+            status.pop("lineage")
+    ns = namespace
+
+    if decision.action == "create" and children is not None:
+        ctx.kube.apply(children.config_map)
+        ctx.checkpoint("configmap")
+        if children.service is not None:
+            ctx.kube.apply(children.service)
+        ctx.checkpoint("service")
+        suspend = spec.suspend or queued
+        ctx.kube.apply(with_suspend(children.job, suspend))
+        ctx.checkpoint("job")
+        status.setdefault("startTime", None)
+        if status.get("startTime") is None:
+            status.pop("startTime")
+    elif decision.action == "restart":
+        # Record the restart first: if we die before the delete, the next pass sees a Job
+        # from an older attempt and deletes it without counting it twice.
+        metrics.RESTARTS.labels(kind, decision.reason).inc()
+        write(status)
+        prev = dict(status)
+        kube.delete("batch/v1", "Job", ns, job_name, propagation="Foreground")
+        return
+    elif decision.action == "delete":
+        kube.delete("batch/v1", "Job", ns, job_name, propagation="Foreground")
+    elif decision.action in ("suspend", "unsuspend"):
+        kube.merge_patch(
+            "batch/v1", "Job", ns, job_name, {"spec": {"suspend": decision.action == "suspend"}}
+        )
+    elif decision.action == "cleanup":
+        for k, n in (("Job", job_name), ("Service", job_name), ("ConfigMap", f"{job_name}-config")):
+            kube.delete("batch/v1" if k == "Job" else "v1", k, ns, n)
+
+    if (
+        decision.status.get("phase") in batch_status.TERMINAL
+        and prev.get("phase") not in batch_status.TERMINAL
+    ):
+        output_dir = children.output_dir if children else ""
+        status = hooks.finish(status, decision.result, spec, output_dir, now, gen, prev)
+    write(status)
+
+
+def translate_for(spec: Any) -> Callable[[str], str | None]:
+    out_loc = getattr(spec, "output", None)
+
+    def tr(path: str) -> str | None:
+        return to_location(path, "", out_loc)
+
+    return tr
+
+
+def now_str(now: dt.datetime) -> str:
+    return now_rfc3339(now)
+
+
+def fail_permanently(reason: str, message: str) -> PermanentError:
+    return PermanentError(reason, message)

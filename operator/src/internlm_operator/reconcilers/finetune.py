@@ -1,0 +1,41 @@
+"""FineTune: XTuner SFT. Thin: the shared batch pass plus adapter / merged outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from ..status import results
+from .batch import KindHooks, reconcile, translate_for
+from .controller import Context
+
+KIND = "FineTune"
+
+
+def finish(
+    status: dict[str, Any],
+    result: dict[str, Any] | None,
+    spec: Any,
+    output_dir: str,
+    now: dt.datetime,
+    generation: int,
+    prev: dict[str, Any],
+) -> dict[str, Any]:
+    if status.get("phase") == "Succeeded":
+        produce = "merged" if spec.method == "full" else spec.produce
+        defaults = {}
+        if produce in ("adapter", "both"):
+            defaults["adapter"] = "adapter"
+        if produce in ("merged", "both"):
+            defaults["merged"] = "merged"
+        outs = results.outputs(result, output_dir, defaults, translate_for(spec))
+        if outs:
+            status["outputs"] = outs
+    return status
+
+
+HOOKS = KindHooks(KIND, finish)
+
+
+def reconcile_finetune(ctx: Context, namespace: str, name: str) -> None:
+    reconcile(ctx, HOOKS, namespace, name)
