@@ -17,7 +17,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .conditions import FALSE, TRUE, Cond, find, merge, now_rfc3339, parse_time, transitions
+from .conditions import (
+    FALSE,
+    TRUE,
+    Cond,
+    find,
+    is_true,
+    merge,
+    now_rfc3339,
+    parse_time,
+    transitions,
+)
 
 CRASH_WINDOW_SECONDS = 45.0
 """A server that crashed this recently keeps the resource Degraded (a crash is often over
@@ -147,14 +157,8 @@ def decide(obs: ServingObservation) -> ServingDecision:
         prog = _deploy_condition(d, "Progressing")
         deadline = bool(prog and prog.get("reason") == "ProgressDeadlineExceeded")
 
-    was_ready = bool(
-        find(prev.get("conditions"), "Ready")
-        and find(prev.get("conditions"), "Ready")["status"] == TRUE
-    )  # type: ignore[index]
-    was_degraded = bool(
-        find(prev.get("conditions"), "Degraded")
-        and find(prev.get("conditions"), "Degraded")["status"] == TRUE
-    )  # type: ignore[index]
+    was_ready = is_true(prev.get("conditions"), "Ready")
+    was_degraded = is_true(prev.get("conditions"), "Degraded")
     prev_ready = _int(prev.get("readyReplicas"))
 
     # -- Degraded --------------------------------------------------------------------------
