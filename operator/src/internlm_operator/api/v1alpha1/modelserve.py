@@ -169,6 +169,10 @@ class ModelServeStatus(ServiceStatus):
     served_model_name: Annotated[str, Field(max_length=128)] | None = Field(
         default=None, description="Model name the server answers to."
     )
+    model_source: Annotated[str, Field(max_length=2048)] | None = Field(
+        default=None,
+        description="Location of the model being served (pvc://claim/path, hf://repo, ms://repo).",
+    )
 
 
 class ModelServe(ApiModel):
