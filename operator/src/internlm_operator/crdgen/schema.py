@@ -11,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
 _DROP = {"title", "discriminator", "examples"}
 _NULL = {"type": "null"}
@@ -20,9 +22,26 @@ class SchemaError(ValueError):
     """A pydantic schema construct that has no structural equivalent."""
 
 
+class _Generator(GenerateJsonSchema):
+    """Emits defaults made by a ``default_factory`` too (the full default object), so that the
+    API server's defaulting fills nested objects and CEL rules see their fields."""
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            value = factory()  # type: ignore[call-arg]
+            if isinstance(value, BaseModel):
+                value = value.model_dump(by_alias=True, exclude_none=True, mode="json")
+            schema = {**schema, "default": value}
+            del schema["default_factory"]
+        return super().default_schema(schema)
+
+
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural schema of a pydantic model (all ``$ref`` inlined)."""
-    raw = model.model_json_schema(by_alias=True, mode="validation")
+    raw = model.model_json_schema(
+        by_alias=True, mode="validation", schema_generator=_Generator
+    )
     defs: dict[str, Any] = raw.pop("$defs", {})
     return _order(_convert(raw, defs, path=""))
 
@@ -177,16 +196,4 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
 
 
 def _property(node: dict[str, Any], required: bool, defs: dict[str, Any], path: str) -> Any:
-    out = _convert(node, defs, path)
-    # A model-typed field with a default factory: default it to {} so the API server fills in
-    # the nested defaults and CEL rules can rely on them being present.
-    if (
-        not required
-        and not out.get("nullable")
-        and "default" not in out
-        and out.get("type") == "object"
-        and "properties" in out
-        and not out.get("required")
-    ):
-        out["default"] = {}
-    return out
+    return _convert(node, defs, path)
