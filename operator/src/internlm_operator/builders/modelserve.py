@@ -38,6 +38,8 @@ READINESS_PATH = "/v1/models"
 HEALTH_PATH = "/health"
 TERMINATION_GRACE_SECONDS = 120
 PROGRESS_DEADLINE_SECONDS = 3600
+MODEL_ANNOTATION = "internlm.io/model-source"
+"""On the Deployment: the model location its pods serve (to tell a model change from others)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,7 @@ def build(inp: ServeInputs) -> ServeChildren:
         spec_hash=spec_hash,
         progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
     )
+    deploy["metadata"]["annotations"][MODEL_ANNOTATION] = model_loc
     svc = service(o, name, int(spec.port))
 
     hpa = None

@@ -12,15 +12,19 @@ from typing import Any
 import kopf
 
 from ..api.v1alpha1 import GROUP, KINDS, VERSION
+from .agent import reconcile_agent
 from .controller import Context, Controller, PermanentError, ReconcileFn
 from .evalrun import reconcile_evalrun
 from .finetune import reconcile_finetune
+from .modelserve import reconcile_modelserve
 from .trainjob import reconcile_trainjob
 
 RECONCILERS: dict[str, ReconcileFn] = {
     "TrainJob": reconcile_trainjob,
     "FineTune": reconcile_finetune,
     "EvalRun": reconcile_evalrun,
+    "ModelServe": reconcile_modelserve,
+    "Agent": reconcile_agent,
 }
 
 MANAGED = {"app.kubernetes.io/managed-by": "internlm-operator"}
@@ -39,6 +43,11 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         controller.on_child_event(event.get("type"), body)
 
     kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry, id="jobs-event")(on_job)
+    # ModelServe / Agent: a Deployment's status changes (pods ready, lost, replaced) re-reconcile
+    # its owner at once, so Degraded and recovery show without waiting for the resync.
+    kopf.on.event(
+        "apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployments-event"
+    )(on_job)
 
 
 __all__ = ["RECONCILERS", "Context", "Controller", "PermanentError", "register"]
