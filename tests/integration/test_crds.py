@@ -215,7 +215,7 @@ INVALID: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     # TrainJob
     ("tj-nodes-zero", "TrainJob", {"spec.nodes": 0}, ("spec.nodes", "greater than or equal to 1")),
     ("tj-nodes-absurd", "TrainJob", {"spec.nodes": 100000}, ("spec.nodes", "less than or equal to 128")),
-    ("tj-nodes-string", "TrainJob", {"spec.nodes": "two"}, ("spec.nodes", "must be of type integer")),
+    ("tj-nodes-string", "TrainJob", {"spec.nodes": "two"}, ("spec.nodes", "expected numeric")),
     ("tj-framework-unknown", "TrainJob", {"spec.framework": "megatron"}, ("spec.framework", "Unsupported value", "megatron")),
     ("tj-model-missing", "TrainJob", {"spec.model": DELETE}, ("spec.model", "Required value")),
     ("tj-two-sources", "TrainJob", {"spec.model.source.uri": "s3://b/m"}, ("spec.model.source", "exactly one of huggingFace, modelScope, pvc, uri or fromResource")),
@@ -234,7 +234,7 @@ INVALID: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("tj-output-two-forms", "TrainJob", {"spec.output.uri": "s3://b/out"}, ("spec.output", "exactly one of pvc or uri")),
     ("tj-backoff-negative", "TrainJob", {"spec.runPolicy.backoffLimit": -1}, ("spec.runPolicy.backoffLimit", "greater than or equal to 0")),
     ("tj-claim-name-invalid", "TrainJob", {"spec.data.pvc.claimName": "Bad_Name"}, ("spec.data.pvc.claimName", "should match")),
-    ("tj-suspend-string", "TrainJob", {"spec.suspend": "yes"}, ("spec.suspend", "must be of type boolean")),
+    ("tj-suspend-string", "TrainJob", {"spec.suspend": "yes"}, ("spec.suspend", "expected boolean")),
     ("tj-queue-name-oversize", "TrainJob", {"spec.scheduling.queueName": "q" * 100}, ("spec.scheduling.queueName", "Too long")),
     ("tj-unknown-field", "TrainJob", {"spec.bogus": 1}, ("spec.bogus", "field not declared in schema")),
     # FineTune
