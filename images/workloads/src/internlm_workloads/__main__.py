@@ -1,0 +1,55 @@
+"""``python -m internlm_workloads <stage>``: load the config, run the stage, report the result.
+
+Exit codes: 0 success; 1 a permanent failure (bad config, missing input, tool failure), with
+``ok: false`` and a one-line reason in the termination message; 128+N when stopped by signal N.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+
+from .config import STAGES, ConfigError, load_config
+from .report import StageError, Terminated, log, one_line, start_progress_server, write_termination
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    stage = argv[0] if argv else os.environ.get("INTERNLM_STAGE", "")
+    if stage in ("-h", "--help"):
+        print(__doc__)
+        print("stages:", ", ".join(STAGES))
+        return 0
+    if stage not in STAGES:
+        write_termination({"ok": False, "reason": f"unknown stage {stage!r}; one of {STAGES}"})
+        return 2
+    try:
+        cfg = load_config(os.environ.get("INTERNLM_CONFIG", "/etc/internlm/config.json"), stage)
+        module = importlib.import_module(f".stages.{stage}", __package__)
+        start_progress_server()
+        result = module.run(cfg)
+    except ConfigError as e:
+        write_termination({"ok": False, "reason": f"bad config: {e}"})
+        return 1
+    except StageError as e:
+        write_termination({"ok": False, "reason": e.reason, **e.extra})
+        return e.exit_code
+    except Terminated as e:
+        write_termination({"ok": False, "reason": str(e)})
+        return 128 + e.signum
+    except KeyboardInterrupt:
+        write_termination({"ok": False, "reason": "interrupted"})
+        return 130
+    except Exception as e:  # a bug or an unexpected tool error: still one line, still permanent
+        traceback.print_exc()
+        write_termination({"ok": False, "reason": one_line(f"{type(e).__name__}: {e}")})
+        return 1
+    log(f"{stage} finished")
+    write_termination({"ok": True, **result})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""pretrain: launch torchrun (one process per accelerator, or NPROC_PER_NODE) running the
+DeepSpeed worker (``pretrain_worker``), or InternEvo; report the worker's result."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..config import PretrainSpec, StageConfig
+from ..report import StageError, log, output_dir, run_tool
+
+DEFAULT_MASTER_PORT = "29500"
+
+
+def _nproc() -> int:
+    env = os.environ.get("NPROC_PER_NODE")
+    if env:
+        return int(env)
+    try:
+        import torch
+
+        return max(1, torch.cuda.device_count())
+    except Exception:
+        return 1
+
+
+def check_inputs(spec: PretrainSpec) -> None:
+    """Missing inputs are permanent errors: fail before starting any process."""
+    if not Path(spec.data_path).exists():
+        raise StageError(f"dataPath {spec.data_path} does not exist")
+    if spec.model.path and not Path(spec.model.path).exists():
+        raise StageError(f"model.path {spec.model.path} does not exist")
+    if spec.model.tokenizer and not Path(spec.model.tokenizer).exists():
+        raise StageError(f"model.tokenizer {spec.model.tokenizer} does not exist")
+    if spec.ds_config_path and not Path(spec.ds_config_path).is_file():
+        raise StageError(f"dsConfigPath {spec.ds_config_path} does not exist")
+
+
+def torchrun_argv(module: str, extra: list[str] | None = None) -> list[str]:
+    nnodes = os.environ.get("NNODES", "1")
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={nnodes}",
+        f"--nproc_per_node={_nproc()}",
+        f"--node_rank={os.environ.get('NODE_RANK', os.environ.get('JOB_COMPLETION_INDEX', '0'))}",
+        f"--master_addr={os.environ.get('MASTER_ADDR', '127.0.0.1')}",
+        f"--master_port={os.environ.get('MASTER_PORT', DEFAULT_MASTER_PORT)}",
+        "-m",
+        module,
+        *(extra or []),
+    ]
+
+
+def run(cfg: StageConfig) -> dict[str, Any]:
+    spec: PretrainSpec = cfg.spec
+    out = output_dir(cfg.output_dir)
+    check_inputs(spec)
+    if spec.framework == "internevo":
+        return _run_internevo(spec, out)
+    scratch = Path(tempfile.mkdtemp(prefix="internlm-pretrain-"))
+    env = dict(os.environ)
+    env["INTERNLM_OUTPUT_DIR"] = str(out)
+    env["INTERNLM_WORKER_DIR"] = str(scratch)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        try:
+            run_tool(
+                torchrun_argv("internlm_workloads.stages.pretrain_worker"),
+                "DeepSpeed training",
+                env=env,
+            )
+        except StageError as e:
+            reasons = sorted(scratch.glob("error-rank-*.txt"))
+            if reasons:
+                e.reason = reasons[0].read_text().strip()
+            raise
+        result_file = scratch / "result.json"
+        if not result_file.exists():
+            raise StageError("training exited 0 but rank 0 wrote no result")
+        result: dict[str, Any] = json.loads(result_file.read_text())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    hf = Path(result["outputs"]["model"])
+    if not (hf / "config.json").exists():
+        raise StageError(f"no Hugging Face model at {hf}")
+    return result
+
+
+def _run_internevo(spec: PretrainSpec, out: Path) -> dict[str, Any]:
+    """InternEvo runs its own training script with the config the operator rendered."""
+    cfg_path = Path(os.environ.get("INTERNLM_CONFIG", "/etc/internlm/config.json")).parent
+    cfg_file = cfg_path / "internevo_config.py"
+    if not cfg_file.exists():
+        raise StageError(f"framework internevo needs {cfg_file} (rendered by the operator)")
+    script = os.environ.get("INTERNEVO_TRAIN_SCRIPT", "/opt/InternEvo/train.py")
+    if not Path(script).exists():
+        raise StageError(f"InternEvo is not installed in this image ({script} not found)")
+    log(f"InternEvo: {script} --config {cfg_file}")
+    argv = torchrun_argv("internlm_workloads.stages.pretrain_worker")  # replaced below
+    argv = [*argv[: argv.index("-m", 3)], script, "--config", str(cfg_file), "--launcher", "torch"]
+    run_tool(argv, "InternEvo training")
+    ckpts = out / "checkpoints"
+    return {"outputs": {"checkpoints": str(ckpts)}}

@@ -1,0 +1,154 @@
+"""pretrain: DeepSpeed ZeRO under torchrun (2 CPU processes, gloo) on a tiny random Llama."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import free_port, make_stage, py, wait_until
+
+pytestmark = pytest.mark.workload
+
+
+def pretrain_spec(tiny: Path, **over: Any) -> dict[str, Any]:
+    mc = json.loads((tiny / "model_config.json").read_text())
+    for k in ("torch_dtype", "transformers_version", "architectures"):
+        mc.pop(k, None)
+    spec: dict[str, Any] = {
+        "framework": "deepspeed",
+        "model": {"config": mc, "tokenizer": str(tiny / "tokenizer")},
+        "dataPath": str(tiny / "corpus.jsonl"),
+        "seqLength": 64,
+        "microBatchSize": 4,
+        "gradientAccumulation": 1,
+        "learningRate": 3e-3,
+        "minLearningRate": 3e-4,
+        "lrSchedule": "cosine",
+        "warmupSteps": 2,
+        "maxSteps": 30,
+        "precision": "fp32",
+        "checkpoint": {"interval": 10, "keep": 2, "resume": True},
+        "dsConfigPath": None,
+    }
+    spec.update(over)
+    return spec
+
+
+def metrics(run_dir: Path) -> list[dict[str, Any]]:
+    lines = (run_dir / "output" / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines]
+
+
+@pytest.mark.timeout(1500)
+def test_pretrain_zero2_loss_decreases_kill_resume_and_hf_model_loads(
+    tiny: Path, tmp_path: Path
+) -> None:
+    env = {"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
+    run = make_stage("pretrain", "pretrain", pretrain_spec(tiny), tmp_path, env=env).start()
+    # the first start compiles DeepSpeed's CPU comm op (cached in TORCH_EXTENSIONS_DIR)
+    wait_until("step 13", lambda: run.progress().get("step", 0) >= 13, timeout=900)
+    port = run.env["INTERNLM_PROGRESS_PORT"]
+    served = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/progress").read())
+    assert served["totalSteps"] == 30 and served["step"] >= 13 and served["loss"] > 0
+    assert served["checkpoint"]["step"] == 10 and served["tokensPerSecond"] > 0
+    assert run.proc is not None
+    os.killpg(run.proc.pid, signal.SIGKILL)  # the pod dies: no chance to clean up
+    run.proc.wait()
+    killed_at = max(m["step"] for m in metrics(tmp_path))
+
+    rc = run.run(timeout=900)  # the restarted pod
+    log = run.log()
+    assert rc == 0, log[-4000:]
+    assert "resumed from checkpoint step 10" in log or "resumed from checkpoint step 20" in log
+    resumed = 20 if "resumed from checkpoint step 20" in log else 10
+    assert resumed <= killed_at
+    result = run.termination()
+    assert result["ok"] is True
+    assert result["checkpoint"]["step"] == 30
+    hf = Path(result["outputs"]["model"])
+    assert hf == tmp_path / "output" / "hf"
+
+    rows = metrics(tmp_path)
+    # after the restart, training continued from the checkpoint step, not from 0
+    after = [r["step"] for r in rows][len([r for r in rows if r["step"] <= killed_at]):]
+    assert after[0] == resumed + 1 and after[-1] == 30, after
+    by_step = {r["step"]: r["loss"] for r in rows}
+    first = sum(by_step[s] for s in range(1, 4)) / 3
+    last = sum(by_step[s] for s in range(28, 31)) / 3
+    assert last < first * 0.6, (first, last)
+    ckpts = sorted(p.name for p in (tmp_path / "output" / "checkpoints").glob("step-*"))
+    assert ckpts == ["step-20", "step-30"]  # keep: 2
+
+    out = py(
+        "pretrain",
+        f"import transformers\n"
+        f"m = transformers.AutoModelForCausalLM.from_pretrained({str(hf)!r})\n"
+        f"t = transformers.AutoTokenizer.from_pretrained({str(hf)!r})\n"
+        f"ids = t('alice likes', return_tensors='pt').input_ids\n"
+        f"g = m.generate(ids, max_new_tokens=8, do_sample=False)\n"
+        f"print(sum(p.numel() for p in m.parameters()), repr(t.decode(g[0])))\n",
+    )
+    assert int(out.split()[0]) > 100_000
+
+
+@pytest.mark.timeout(900)
+def test_pretrain_zero3_from_rendered_ds_config(tiny: Path, tmp_path: Path) -> None:
+    """The operator renders ds_config.json with "auto" values; ZeRO-3 gathers the final model."""
+    ds = {
+        "train_micro_batch_size_per_gpu": "auto",
+        "gradient_accumulation_steps": "auto",
+        "train_batch_size": "auto",
+        "zero_optimization": {"stage": 3},
+        "bf16": {"enabled": "auto"},
+        "gradient_clipping": 1.0,
+    }
+    (tmp_path / "ds_config.json").write_text(json.dumps(ds))
+    spec = pretrain_spec(
+        tiny,
+        maxSteps=6,
+        globalBatchSize=8,
+        microBatchSize=2,
+        checkpoint={"interval": 3, "keep": 1, "resume": True},
+        dsConfigPath=str(tmp_path / "ds_config.json"),
+    )
+    env = {"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
+    run = make_stage("pretrain", "pretrain", spec, tmp_path, env=env)
+    rc = run.run(timeout=800)
+    assert rc == 0, run.log()[-4000:]
+    result = run.termination()
+    assert result["ok"] and result["checkpoint"]["step"] == 6
+    py(
+        "pretrain",
+        f"import transformers\n"
+        f"m = transformers.AutoModelForCausalLM.from_pretrained({result['outputs']['model']!r})\n"
+        f"assert sum(p.numel() for p in m.parameters()) > 100_000\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda s: s.update(learningRatee=1.0), "unknown key(s) learningRatee"),
+        (lambda s: s.update(maxSteps=0), "spec.maxSteps: must be > 0"),
+        (lambda s: s.update(dataPath="/nonexistent/data"), "dataPath /nonexistent/data does not"),
+        (lambda s: s.update(model={"path": "/nonexistent/m"}), "model.path /nonexistent/m"),
+        (lambda s: s.update(seqLength=100000), "fewer than seqLength 100000"),
+    ],
+)
+def test_pretrain_bad_config_or_missing_input_fails_with_reason(
+    tiny: Path, tmp_path: Path, mutate: Any, reason: str
+) -> None:
+    spec = pretrain_spec(tiny, maxSteps=2)
+    mutate(spec)
+    env = {"NPROC_PER_NODE": "1", "MASTER_PORT": str(free_port())}
+    run = make_stage("pretrain", "pretrain", spec, tmp_path, env=env)
+    rc = run.run(timeout=600)
+    result = run.termination()
+    assert rc == 1, run.log()[-3000:]
+    assert result["ok"] is False and reason in result["reason"], result
