@@ -1,0 +1,608 @@
+#!/usr/bin/env python3
+"""A real, local Kubernetes control plane with simulated GPU nodes, for tests and the demo.
+
+etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (playing the kubelet of
+the simulated nodes) run as local processes bound to 127.0.0.1. Binaries come from the cache
+that ``build-binaries.sh`` fills; state (certificates, etcd data, logs, pids, kubeconfig) lives
+in ``e2e/.cluster/``.
+
+    localcluster.py up       start (a running healthy cluster is reused; a stale one is cleaned)
+    localcluster.py down     stop every process it started and remove the state
+    localcluster.py status   say what runs
+
+Standard library only, so ``down`` works even without the project's virtualenv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+STATE = Path(os.environ.get("INTERNLM_CLUSTER_STATE", REPO / "e2e" / ".cluster"))
+CACHE = Path(os.environ.get("INTERNLM_CACHE", Path.home() / ".cache" / "internlm-operator"))
+PORT_BASE = int(os.environ.get("INTERNLM_CLUSTER_PORT_BASE", "16400"))
+
+# Order matters: each component needs the ones before it.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+GPU_NODES = int(os.environ.get("INTERNLM_CLUSTER_GPU_NODES", "4"))
+GPUS_PER_NODE = 8
+
+
+def log(msg: str) -> None:
+    print(f"[localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+class ClusterError(RuntimeError):
+    """A problem the user can act on; printed without a traceback."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+    kwok: int
+
+    @classmethod
+    def from_base(cls, base: int) -> Ports:
+        return cls(base, base + 1, base + 43, base + 57, base + 59, base + 80)
+
+    def named(self) -> dict[str, int]:
+        return {
+            "etcd (client)": self.etcd_client,
+            "etcd (peer)": self.etcd_peer,
+            "kube-apiserver": self.apiserver,
+            "kube-controller-manager": self.controller_manager,
+            "kube-scheduler": self.scheduler,
+            "kwok": self.kwok,
+        }
+
+
+PORTS = Ports.from_base(PORT_BASE)
+
+
+def versions() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for line in (HERE / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            out[key] = value
+    return out
+
+
+def binaries() -> dict[str, Path]:
+    v = versions()
+    k8s = CACHE / "bin" / f"kubernetes-{v['KUBERNETES_VERSION']}"
+    return {
+        "etcd": CACHE / "bin" / f"etcd-{v['ETCD_VERSION']}" / "etcd",
+        "kube-apiserver": k8s / "kube-apiserver",
+        "kube-controller-manager": k8s / "kube-controller-manager",
+        "kube-scheduler": k8s / "kube-scheduler",
+        "kubectl": k8s / "kubectl",
+        "kwok": CACHE / "bin" / f"kwok-{v['KWOK_VERSION']}" / "kwok",
+    }
+
+
+def check_binaries() -> dict[str, Path]:
+    bins = binaries()
+    missing = [f"{name} ({path})" for name, path in bins.items() if not os.access(path, os.X_OK)]
+    if missing:
+        raise ClusterError(
+            "missing cluster binaries: " + ", ".join(missing) + "\n"
+            "build them with `bash e2e/cluster/build-binaries.sh` (or `make binaries`): "
+            "~12 min cold on 2 cores, a no-op once cached"
+        )
+    return bins
+
+
+# ---------------------------------------------------------------------------- processes
+
+
+def pid_file(name: str) -> Path:
+    return STATE / "pids" / f"{name}.pid"
+
+
+def read_pid(name: str) -> int | None:
+    try:
+        return int(pid_file(name).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def ours(pid: int) -> bool:
+    """Only kill a pid if it still runs one of our binaries (pids get reused)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return str(CACHE) in exe
+
+
+def start(name: str, argv: list[str]) -> int:
+    (STATE / "logs").mkdir(parents=True, exist_ok=True)
+    (STATE / "pids").mkdir(parents=True, exist_ok=True)
+    logf = open(STATE / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        argv,
+        stdout=logf,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        cwd=STATE,
+        start_new_session=True,  # survive the launcher; stopped only by `down`
+    )
+    pid_file(name).write_text(str(proc.pid))
+    return proc.pid
+
+
+def stop_all() -> list[str]:
+    stopped = []
+    for name in reversed(COMPONENTS):
+        pid = read_pid(name)
+        if alive(pid) and pid is not None and ours(pid):
+            # kube-apiserver lingers > 10 s after SIGTERM; nothing here needs a graceful stop.
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                os.kill(pid, signal.SIGKILL)
+            stopped.append(name)
+    deadline = time.monotonic() + 10
+    for name in COMPONENTS:
+        pid = read_pid(name)
+        while alive(pid) and pid is not None and ours(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    return stopped
+
+
+def tail(name: str, lines: int = 15) -> str:
+    try:
+        text = (STATE / "logs" / f"{name}.log").read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(text[-lines:])
+
+
+# ---------------------------------------------------------------------------- certificates
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=STATE / "pki")
+
+
+def make_pki() -> None:
+    pki = STATE / "pki"
+    pki.mkdir(parents=True, exist_ok=True)
+    if not shutil.which("openssl"):
+        raise ClusterError("openssl is required to make the cluster's certificates")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=internlm-local-ca",
+    )
+    (pki / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+        "DNS:kubernetes.default.svc.cluster.local\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+
+    def cert(name: str, subj: str, ext: str) -> None:
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            subj,
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "3650",
+            "-extfile",
+            ext,
+        )
+
+    cert("apiserver", "/CN=kube-apiserver", "server.ext")
+    # One admin identity (system:masters) for the control-plane components and the tests;
+    # the operator under test impersonates its ServiceAccount to prove its RBAC.
+    cert("admin", "/O=system:masters/CN=internlm-admin", "client.ext")
+    openssl("genrsa", "-out", "sa.key", "2048")
+    openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+
+
+def write_kubeconfig(path: Path) -> None:
+    pki = STATE / "pki"
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: internlm-local
+  cluster:
+    server: https://127.0.0.1:{PORTS.apiserver}
+    certificate-authority: {pki / "ca.crt"}
+users:
+- name: internlm-admin
+  user:
+    client-certificate: {pki / "admin.crt"}
+    client-key: {pki / "admin.key"}
+contexts:
+- name: internlm-local
+  context:
+    cluster: internlm-local
+    user: internlm-admin
+current-context: internlm-local
+"""
+    )
+
+
+# ---------------------------------------------------------------------------- health
+
+
+def api_get(path: str, timeout: float = 2.0) -> tuple[int, str]:
+    pki = STATE / "pki"
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    url = f"https://127.0.0.1:{PORTS.apiserver}{path}"
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors="replace")
+    except (OSError, ssl.SSLError) as e:
+        return 0, str(e)
+
+
+def wait_for(what: str, check, timeout: float, component: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = read_pid(component)
+        if not alive(pid):
+            raise ClusterError(f"{component} exited while waiting for {what}:\n{tail(component)}")
+        if check():
+            return
+        time.sleep(0.1)
+    raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}:\n{tail(component)}")
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def healthy() -> bool:
+    if not all(alive(read_pid(c)) for c in COMPONENTS):
+        return False
+    code, _ = api_get("/readyz", timeout=2)
+    return code == 200
+
+
+# ---------------------------------------------------------------------------- nodes
+
+
+def node_manifests() -> list[dict]:
+    nodes = []
+    for i in range(GPU_NODES):
+        nodes.append(
+            node(
+                f"gpu-node-{i}",
+                {
+                    "nvidia.com/gpu.present": "true",
+                    "nvidia.com/gpu.product": "NVIDIA-H200",
+                    "nvidia.com/gpu.count": str(GPUS_PER_NODE),
+                    "nvidia.com/gpu.memory": "143771",
+                    "node.kubernetes.io/instance-type": "p5en.48xlarge",
+                    "topology.kubernetes.io/zone": f"local-{'ab'[i % 2]}",
+                },
+                {
+                    "cpu": "192",
+                    "memory": "2048Gi",
+                    "ephemeral-storage": "30Ti",
+                    "pods": "110",
+                    "nvidia.com/gpu": str(GPUS_PER_NODE),
+                },
+            )
+        )
+    nodes.append(
+        node(
+            "cpu-node-0",
+            {
+                "node.kubernetes.io/instance-type": "m7i.8xlarge",
+                "topology.kubernetes.io/zone": "local-a",
+            },
+            {"cpu": "32", "memory": "128Gi", "ephemeral-storage": "1Ti", "pods": "110"},
+        )
+    )
+    return nodes
+
+
+def node(name: str, labels: dict[str, str], capacity: dict[str, str]) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "type": "kwok",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                **labels,
+            },
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+
+
+def kubectl(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(binaries()["kubectl"]), "--kubeconfig", str(STATE / "kubeconfig"), *args],
+        input=input,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
+
+
+def nodes_ready() -> bool:
+    res = kubectl("get", "nodes", "-o", "json")
+    if res.returncode != 0:
+        return False
+    items = json.loads(res.stdout)["items"]
+    ready = [
+        n
+        for n in items
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in n.get("status", {}).get("conditions", [])
+        )
+    ]
+    return len(ready) >= GPU_NODES + 1
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def up() -> None:
+    t0 = time.monotonic()
+    if healthy():
+        log(f"already running; kubeconfig: {STATE / 'kubeconfig'}")
+        return
+    if any(read_pid(c) for c in COMPONENTS) or STATE.exists():
+        stopped = stop_all()
+        log("cleaning up a stale cluster" + (f" (stopped {', '.join(stopped)})" if stopped else ""))
+        shutil.rmtree(STATE, ignore_errors=True)
+    bins = check_binaries()
+    busy = [f"{what} :{port}" for what, port in PORTS.named().items() if port_open(port)]
+    if busy:
+        raise ClusterError(
+            "ports already in use on 127.0.0.1: " + ", ".join(busy) + "\n"
+            "stop whatever holds them, or pick other ports with INTERNLM_CLUSTER_PORT_BASE=<n>"
+        )
+    STATE.mkdir(parents=True, exist_ok=True)
+    (STATE / ".gitignore").write_text("*\n")
+    make_pki()
+    kubeconfig = STATE / "kubeconfig"
+    write_kubeconfig(kubeconfig)
+    pki = STATE / "pki"
+    try:
+        start(
+            "etcd",
+            [
+                str(bins["etcd"]),
+                "--name=local",
+                f"--data-dir={STATE / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{PORTS.etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{PORTS.etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{PORTS.etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{PORTS.etcd_peer}",
+                f"--initial-cluster=local=http://127.0.0.1:{PORTS.etcd_peer}",
+                "--quota-backend-bytes=4294967296",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        wait_for("etcd", lambda: port_open(PORTS.etcd_client), 20, "etcd")
+        start(
+            "kube-apiserver",
+            [
+                str(bins["kube-apiserver"]),
+                f"--etcd-servers=http://127.0.0.1:{PORTS.etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={PORTS.apiserver}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                "--authorization-mode=RBAC",
+                "--service-cluster-ip-range=10.96.0.0/16",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        wait_for(
+            "kube-apiserver /readyz", lambda: api_get("/readyz")[0] == 200, 90, "kube-apiserver"
+        )
+        start(
+            "kube-controller-manager",
+            [
+                str(bins["kube-controller-manager"]),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={PORTS.controller_manager}",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+                f"--cluster-signing-key-file={pki / 'ca.key'}",
+                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+                # Simulated node loss should be noticed in seconds, not the default ~50 s.
+                "--node-monitor-period=2s",
+                "--node-monitor-grace-period=16s",
+                "--terminated-pod-gc-threshold=1000",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        start(
+            "kube-scheduler",
+            [
+                str(bins["kube-scheduler"]),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={PORTS.scheduler}",
+                "--profiling=false",
+                "--v=1",
+            ],
+        )
+        start(
+            "kwok",
+            [
+                str(bins["kwok"]),
+                f"--kubeconfig={kubeconfig}",
+                f"--config={HERE / 'stages.yaml'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                f"--server-address=127.0.0.1:{PORTS.kwok}",
+                "--cidr=10.244.0.0/16",
+                "--node-ip=127.0.0.1",
+            ],
+        )
+        res = kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": node_manifests()}),
+        )
+        if res.returncode != 0:
+            raise ClusterError(f"creating the simulated nodes failed: {res.stderr}")
+        wait_for("simulated nodes Ready", nodes_ready, 60, "kwok")
+        # Namespaced objects need their ServiceAccount before pods can be created.
+        wait_for(
+            "the default ServiceAccount",
+            lambda: kubectl("get", "serviceaccount", "default", "-n", "default").returncode == 0,
+            60,
+            "kube-controller-manager",
+        )
+        for c in COMPONENTS:
+            if not alive(read_pid(c)):
+                raise ClusterError(f"{c} exited during start-up:\n{tail(c)}")
+    except BaseException:
+        stop_all()
+        raise
+    log(
+        f"cluster up in {time.monotonic() - t0:.1f}s: {GPU_NODES} GPU nodes x "
+        f"{GPUS_PER_NODE} nvidia.com/gpu + 1 CPU node"
+    )
+    log(f"export KUBECONFIG={kubeconfig}")
+
+
+def down() -> None:
+    stopped = stop_all()
+    shutil.rmtree(STATE, ignore_errors=True)
+    log("stopped " + (", ".join(stopped) if stopped else "nothing (no cluster was running)"))
+
+
+def status() -> int:
+    for c in COMPONENTS:
+        pid = read_pid(c)
+        print(f"{c:24} {'running pid ' + str(pid) if alive(pid) else 'not running'}")
+    ok = healthy()
+    print(f"{'api /readyz':24} {'ok' if ok else 'not ready'}")
+    if ok:
+        print(f"kubeconfig               {STATE / 'kubeconfig'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "down", "status"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            up()
+        elif args.command == "down":
+            down()
+        else:
+            return status()
+    except ClusterError as e:
+        log(f"error: {e}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
