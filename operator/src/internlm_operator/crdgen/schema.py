@@ -39,9 +39,7 @@ class _Generator(GenerateJsonSchema):
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The structural schema of a pydantic model (all ``$ref`` inlined)."""
-    raw = model.model_json_schema(
-        by_alias=True, mode="validation", schema_generator=_Generator
-    )
+    raw = model.model_json_schema(by_alias=True, mode="validation", schema_generator=_Generator)
     defs: dict[str, Any] = raw.pop("$defs", {})
     return _order(_convert(raw, defs, path=""))
 
@@ -172,10 +170,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
         props = node.get("properties")
         extra = node.pop("additionalProperties", None)
         if props is not None:
-            required = set(node.get("required", []))
             node["properties"] = {
-                name: _property(sub, name in required, defs, f"{path}.{name}")
-                for name, sub in props.items()
+                name: _convert(sub, defs, f"{path}.{name}") for name, sub in props.items()
             }
             if not node.get("required"):
                 node.pop("required", None)
@@ -193,7 +189,3 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
     elif "type" not in node:
         raise SchemaError(f"{path}: no type in {node}")
     return node
-
-
-def _property(node: dict[str, Any], required: bool, defs: dict[str, Any], path: str) -> Any:
-    return _convert(node, defs, path)
