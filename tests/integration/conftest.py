@@ -1,0 +1,262 @@
+"""The operator under test, in-process, plus helpers for driving batch workloads.
+
+``operator`` (session): a thread running kopf with the real reconcilers, watching only this
+session's namespaces (``it-<token>-*``), so sessions sharing a cluster never interfere. It can be
+stopped and restarted (the restart test does so), and is stopped cleanly at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from internlm_operator.config import OperatorConfig, default_images
+from internlm_operator.operator import operator_task
+
+from tests.conftest import Cluster, wait_until
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+GPU_PRODUCT = "NVIDIA-H200"  # what the local cluster's simulated nodes carry
+
+
+class OperatorHandle:
+    def __init__(self, config: OperatorConfig) -> None:
+        self.config = config
+        self.thread: threading.Thread | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stop_flag: asyncio.Event | None = None
+        self.error: BaseException | None = None
+
+    def start(self, fault: Callable[[str], None] | None = None, timeout: float = 60) -> None:
+        assert self.thread is None, "already running"
+        ready = threading.Event()
+        self.error = None
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            asyncio.set_event_loop(loop)
+            self.stop_flag = asyncio.Event()
+            ready_flag = asyncio.Event()
+
+            async def go() -> None:
+                async def signal_ready() -> None:
+                    await ready_flag.wait()
+                    ready.set()
+
+                waiter = asyncio.create_task(signal_ready())
+                try:
+                    await operator_task(
+                        self.config, stop_flag=self.stop_flag, ready_flag=ready_flag, fault=fault
+                    )
+                finally:
+                    waiter.cancel()
+
+            try:
+                loop.run_until_complete(go())
+            except BaseException as e:  # surfaced by start()/stop()
+                self.error = e
+            finally:
+                ready.set()
+                loop.close()
+
+        self.thread = threading.Thread(target=main, name="operator-under-test", daemon=True)
+        self.thread.start()
+        if not ready.wait(timeout) or self.error is not None:
+            raise AssertionError(f"the operator did not start: {self.error!r}")
+        time.sleep(0.5)  # let the watches establish
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.thread is None:
+            return
+        assert self.loop is not None and self.stop_flag is not None
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.stop_flag.set)
+        self.thread.join(timeout)
+        alive = self.thread.is_alive()
+        self.thread = None
+        if alive:
+            raise AssertionError("the operator did not stop in time")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crds: list[str], session_token: str) -> Iterator[OperatorHandle]:
+    config = OperatorConfig(
+        kubeconfig=str(cluster.kubeconfig),
+        namespaces=(f"it-{session_token}-*",),
+        metrics_port=0,
+        health_port=0,
+        resync_seconds=1.0,
+        images={s: f"registry.local/internlm-{s}:test" for s in default_images()},
+        progress_timeout=0,
+        retry_min_seconds=0.5,
+        retry_max_seconds=5.0,
+    )
+    handle = OperatorHandle(config)
+    handle.start()
+    yield handle
+    handle.stop()
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def sample(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((SAMPLES / f"{name}.yaml").read_text())
+    return doc
+
+
+def samples(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((SAMPLES / f"{name}.yaml").read_text()) if d]
+
+
+def fit_to_cluster(doc: dict[str, Any]) -> dict[str, Any]:
+    """Point a sample's GPU product at the simulated nodes' product."""
+    res = doc.get("spec", {}).get("resources")
+    if res and res.get("gpuProduct"):
+        res["gpuProduct"] = GPU_PRODUCT
+    return doc
+
+
+def make_pvcs(cluster: Cluster, namespace: str, *claims: str) -> None:
+    """Bound PVCs (pre-bound hostPath PVs): pods using them are schedulable."""
+    docs = []
+    for c in claims:
+        pv = f"{namespace}-{c}"
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": pv, "labels": {"internlm.io/test-namespace": namespace}},
+                "spec": {
+                    "capacity": {"storage": "1Ti"},
+                    "accessModes": ["ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Delete",
+                    "storageClassName": "",
+                    "hostPath": {"path": f"/tmp/{pv}"},
+                    "claimRef": {"namespace": namespace, "name": c},
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolumeClaim",
+                "metadata": {"name": c, "namespace": namespace},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "storageClassName": "",
+                    "volumeName": pv,
+                    "resources": {"requests": {"storage": "1Ti"}},
+                },
+            }
+        )
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
+    )
+
+
+def claims_of(doc: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+
+    def walk(x: Any) -> None:
+        if isinstance(x, dict):
+            if "claimName" in x:
+                found.add(x["claimName"])
+            for v in x.values():
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+
+    walk(doc.get("spec"))
+    return found
+
+
+class Batch:
+    """Drive one batch resource in one namespace."""
+
+    def __init__(self, cluster: Cluster, namespace: str, kind: str, name: str) -> None:
+        self.cluster, self.ns, self.kind, self.name = cluster, namespace, kind, name
+        short = {"TrainJob": "tj", "FineTune": "ft", "EvalRun": "er"}[kind]
+        self.job_name = f"{name}-{short}"
+
+    def get(self) -> dict[str, Any]:
+        return self.cluster.get(self.kind.lower(), self.name, "-n", self.ns)
+
+    def status(self) -> dict[str, Any]:
+        return self.get().get("status") or {}
+
+    def condition(self, type_: str) -> dict[str, Any] | None:
+        for c in self.status().get("conditions") or []:
+            if c["type"] == type_:
+                return c
+        return None
+
+    def wait_phase(self, phase: str, timeout: float = 60) -> dict[str, Any]:
+        return wait_until(
+            f"{self.kind} {self.name} phase {phase}",
+            lambda: (s := self.status()).get("phase") == phase and s,
+            timeout=timeout,
+        )
+
+    def job(self) -> dict[str, Any] | None:
+        res = self.cluster.kubectl(
+            "get", "job", self.job_name, "-n", self.ns, "-o", "json", check=False
+        )
+        return json.loads(res.stdout) if res.returncode == 0 else None
+
+    def pods(self, active_only: bool = True) -> list[dict[str, Any]]:
+        items = self.cluster.get(
+            "pods", "-n", self.ns, "-l", f"batch.kubernetes.io/job-name={self.job_name}"
+        )["items"]
+        if active_only:
+            items = [
+                p
+                for p in items
+                if not p["metadata"].get("deletionTimestamp")
+                and p["status"].get("phase") in ("Pending", "Running")
+            ]
+        return items
+
+    def wait_running(self, n: int, timeout: float = 60) -> list[dict[str, Any]]:
+        return wait_until(
+            f"{n} running pod(s) of {self.job_name}",
+            lambda: (
+                (ps := [p for p in self.pods() if p["status"].get("phase") == "Running"])
+                and len(ps) >= n
+                and ps
+            ),
+            timeout=timeout,
+        )
+
+    def end_pod(
+        self,
+        pod: dict[str, Any],
+        code: int,
+        message: dict[str, Any] | str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        ann = [f"e2e.internlm.io/exit-code={code}"]
+        if message is not None:
+            msg = message if isinstance(message, str) else json.dumps(message)
+            ann.append(f"e2e.internlm.io/message={msg}")
+        if reason:
+            ann.append(f"e2e.internlm.io/reason={reason}")
+        self.cluster.kubectl(
+            "annotate", "pod", pod["metadata"]["name"], "-n", self.ns, "--overwrite", *ann
+        )
+
+    def finish_all(self, n: int, result: dict[str, Any] | None = None) -> None:
+        pods = self.wait_running(n)
+        for p in pods:
+            idx = p["metadata"]["annotations"].get("batch.kubernetes.io/job-completion-index")
+            self.end_pod(p, 0, (result or {"ok": True}) if idx == "0" else None)
