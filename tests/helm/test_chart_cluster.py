@@ -71,25 +71,27 @@ def can_i(cluster: Cluster, sa: str, verb: str, resource: str, *flags: str) -> b
 
 
 NEEDED = [
-    # (verb, resource, extra flags) -- what the operator does in a watched namespace
-    *[(v, f"{k}.internlm.io", ()) for k in KINDS for v in ("get", "list", "watch", "patch")],
+    # (verb, resource, extra flags): every call the operator makes in a watched namespace
+    *[(v, f"{k}.internlm.io", ()) for k in KINDS for v in ("get", "list", "watch")],
     *[("patch", f"{k}.internlm.io", ("--subresource=status",)) for k in KINDS],
     *[("update", f"{k}.internlm.io", ("--subresource=finalizers",)) for k in KINDS],
     *[
         (v, r, ())
+        for r in ("jobs.batch", "deployments.apps")
+        for v in ("get", "list", "watch", "create", "patch", "delete")
+    ],
+    *[
+        (v, r, ())
         for r in (
-            "jobs.batch",
-            "deployments.apps",
             "services",
             "configmaps",
             "horizontalpodautoscalers.autoscaling",
             "poddisruptionbudgets.policy",
         )
-        for v in ("get", "list", "watch", "create", "patch", "delete")
+        for v in ("create", "patch", "delete")
     ],
-    *[(v, "pods", ()) for v in ("get", "list", "watch")],
+    ("list", "pods", ()),
     ("create", "events", ()),
-    ("patch", "events", ()),
 ]
 
 FORBIDDEN_IN_WATCHED = [
@@ -98,6 +100,8 @@ FORBIDDEN_IN_WATCHED = [
     ("watch", "secrets"),
     ("create", "pods"),
     ("delete", "pods"),
+    ("get", "pods/log"),
+    ("patch", "trainjobs.internlm.io"),
     ("create", "pods/exec"),
     ("delete", "trainjobs.internlm.io"),
     ("create", "agents.internlm.io"),

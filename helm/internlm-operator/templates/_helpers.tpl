@@ -71,44 +71,45 @@ for the table and the code behind each line). Used in the ClusterRole (all names
 one Role per watched namespace.
 */}}
 {{- define "internlm-operator.namespacedRules" -}}
-# Its own kinds: kopf watches them and patches metadata (its annotations and finalizer);
-# the reconcilers patch their status.
+# Its own kinds: kopf watches them (event handlers only: it writes no annotations or
+# finalizers on them); the reconcilers read upstreams and patch status.
 - apiGroups: [internlm.io]
   resources: [trainjobs, finetunes, evalruns, modelserves, agents]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 - apiGroups: [internlm.io]
   resources: [trainjobs/status, finetunes/status, evalruns/status, modelserves/status, agents/status]
-  verbs: [get, patch]
+  verbs: [patch]
 # Children carry ownerReferences with blockOwnerDeletion, which needs update on finalizers
 # where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
 - apiGroups: [internlm.io]
   resources: [trainjobs/finalizers, finetunes/finalizers, evalruns/finalizers, modelserves/finalizers, agents/finalizers]
   verbs: [update]
-# Children, written by server-side apply (patch), read back, and deleted on gang restart,
-# suspend or when the spec no longer implies them.
+# Jobs and Deployments: server-side apply (patch; create when absent), read back, watched by
+# kopf for fast status, deleted on gang restart / cleanup, scaled or suspended by merge patch.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
+# The other children are only written (server-side apply) and deleted, never read.
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [create, patch, delete]
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, delete]
-# Pods are read only: termination messages (results) and placement (node loss).
+  verbs: [create, patch, delete]
+# Pods are only listed: termination messages (results), restarts, placement.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
-# Events for every transition a user wants to see (core/v1, as kopf posts them).
+  verbs: [list]
+# Events for every transition a user wants to see.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 {{- end }}
 
 {{/* Cluster-scoped reads kopf needs: it watches CRDs to notice the five kinds appearing. */}}
