@@ -103,3 +103,39 @@ def test_endpoint_change_rolls_pods() -> None:
     a = build(s, ba.ResolvedLLM("http://a/v1", "m")).deployment["spec"]["template"]
     b = build(s, ba.ResolvedLLM("http://b/v1", "m")).deployment["spec"]["template"]
     assert a != b
+
+
+@pytest.mark.parametrize(
+    ("ms", "verdict", "reason"),
+    [
+        (None, "waiting", "ModelServeNotFound"),
+        ({"status": {"phase": "Waiting"}}, "waiting", "ModelServeNotReady"),
+        (
+            {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+            "waiting",
+            "ModelServeNotReady",  # no endpoint yet
+        ),
+    ],
+)
+def test_judge_model_serve_waiting(ms: dict[str, Any] | None, verdict: str, reason: str) -> None:
+    from internlm_operator.reconcilers.agent import judge_model_serve
+
+    got = judge_model_serve("chat", ms)
+    assert got[0] == verdict and got[1] == reason and "ModelServe chat" in str(got[2])
+
+
+def test_judge_model_serve_ready() -> None:
+    from internlm_operator.reconcilers.agent import judge_model_serve
+
+    ms = {
+        "spec": {"apiKeySecret": {"name": "s", "key": "k"}},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "endpoint": "http://chat-ms.ns.svc.cluster.local:23333/v1",
+            "servedModelName": "chat-v1",
+        },
+    }
+    verdict, _, llm = judge_model_serve("chat", ms)
+    assert verdict == "ready" and isinstance(llm, ba.ResolvedLLM)
+    assert (llm.url, llm.model) == ("http://chat-ms.ns.svc.cluster.local:23333/v1", "chat-v1")
+    assert llm.api_key_secret == SecretKeyRef(name="s", key="k")

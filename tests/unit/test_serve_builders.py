@@ -303,3 +303,37 @@ def test_hub_token_and_extra_env() -> None:
     assert init["env"][0]["name"] == "HF_TOKEN"
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["LMDEPLOY_LOG_LEVEL"]["value"] == "INFO"
+
+
+@pytest.mark.parametrize(
+    ("ev", "verdict", "text"),
+    [
+        (None, "waiting", "not found"),
+        ({"status": {"phase": "Running"}}, "waiting", "phase Running"),
+        ({"status": {"phase": "Succeeded", "passed": True}}, "passed", "passed"),
+        ({"status": {"phase": "Succeeded"}}, "passed", "passed"),  # no thresholds
+        (
+            {
+                "status": {
+                    "phase": "Failed",
+                    "passed": False,
+                    "conditions": [
+                        {
+                            "type": "Failed",
+                            "status": "True",
+                            "reason": "ThresholdsNotMet",
+                            "message": "gsm8k 12 < 50",
+                        }
+                    ],
+                }
+            },
+            "failed",
+            "ThresholdsNotMet: gsm8k 12 < 50",
+        ),
+    ],
+)
+def test_judge_gate(ev: dict[str, Any] | None, verdict: str, text: str) -> None:
+    from internlm_operator.reconcilers.modelserve import judge_gate
+
+    got, msg = judge_gate("ev", ev)
+    assert got == verdict and text in msg and "EvalRun ev" in msg
