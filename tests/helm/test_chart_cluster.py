@@ -59,8 +59,19 @@ def test_namespaced_values_pass_server_side_dry_run(
         release="dryns",
     )
     out = dry_run(cluster, text)
-    assert out.count("role.rbac.authorization.k8s.io/dryns-internlm-operator") == 2, out
-    assert out.count("rolebinding.rbac.authorization.k8s.io/dryns-internlm-operator") == 2, out
+    lines = out.splitlines()
+    assert (
+        lines.count(
+            "role.rbac.authorization.k8s.io/dryns-internlm-operator created (server dry run)"
+        )
+        == 2
+    ), out
+    assert (
+        lines.count(
+            "rolebinding.rbac.authorization.k8s.io/dryns-internlm-operator created (server dry run)"
+        )
+        == 2
+    ), out
     assert "clusterrole.rbac.authorization.k8s.io/dryns-internlm-operator-crd-reader" in out
     assert "customresourcedefinition" not in out
 
