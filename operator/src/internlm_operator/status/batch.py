@@ -233,6 +233,25 @@ def checkpoint_of(raw: Any) -> dict[str, Any] | None:
     return ck or None
 
 
+def lost_member(obs: BatchObservation) -> Failure | None:
+    """A gang that was fully running has fewer live members than nodes: a pod vanished (its
+    node was lost and the pod deleted) and the Job controller may be replacing it alone."""
+    live = [
+        p
+        for p in obs.pods
+        if not p.get("metadata", {}).get("deletionTimestamp")
+        and p.get("status", {}).get("phase") in ("Running", "Succeeded")
+    ]
+    if len(live) >= obs.nodes:
+        return None
+    return Failure(
+        True,
+        "PodLost",
+        f"{obs.nodes - len(live)} of {obs.nodes} pod(s) of the running gang were lost "
+        "(node lost or pod deleted)",
+    )
+
+
 def decide(obs: BatchObservation) -> BatchDecision:
     prev = dict(obs.status)
     gen = obs.generation
@@ -301,8 +320,8 @@ def decide(obs: BatchObservation) -> BatchDecision:
             phase_prev == "Failed"
             and exists
             and not deleting
-            and int(obs.job.get("status", {}).get("active") or 0) > 0
-        ):  # type: ignore[union-attr]
+            and int((obs.job or {}).get("status", {}).get("active") or 0) > 0
+        ):
             action = "delete"  # never leave pods of a failed run burning GPUs
         d = out(action, phase_prev, reason, message, created=exists)
         d.events = []
@@ -411,6 +430,8 @@ def decide(obs: BatchObservation) -> BatchDecision:
 
     # 7. Failure: restart the gang or fail.
     failure: Failure | None = classify(job, obs.pods, obs.retryable_exit_codes, obs.container)
+    if failure is None and phase_prev == "Running" and not job_suspended:
+        failure = lost_member(obs)
     if failure is not None:
         if stale:  # a restart already counted (operator restarted mid-way): just delete it
             d = out(
