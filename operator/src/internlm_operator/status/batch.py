@@ -118,7 +118,13 @@ def build_status(
     """Previous status fields carried over, then the new phase, conditions and ``fields``."""
     st: dict[str, Any] = {k: v for k, v in prev.items() if k not in ("kopf",)}
     st["phase"] = phase
-    st["conditions"] = merge(prev.get("conditions"), conds, generation, now)
+    mine = {c.type for c in conds}
+    kept = [  # conditions a kind adds itself (EvalRun's Passed) survive later passes
+        Cond(c["type"], c["status"], c["reason"], c.get("message", ""))
+        for c in prev.get("conditions") or []
+        if c.get("type") not in mine
+    ]
+    st["conditions"] = merge(prev.get("conditions"), [*conds, *kept], generation, now)
     for k, v in fields.items():
         if v is None:
             st.pop(k, None)
