@@ -17,6 +17,7 @@ from .controller import Context, Controller, PermanentError, ReconcileFn
 from .evalrun import reconcile_evalrun
 from .finetune import reconcile_finetune
 from .modelserve import reconcile_modelserve
+from .serving import register_dependents
 from .trainjob import reconcile_trainjob
 
 RECONCILERS: dict[str, ReconcileFn] = {
@@ -48,6 +49,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
     kopf.on.event(
         "apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployments-event"
     )(on_job)
+    register_dependents(registry, controller)
 
 
 __all__ = ["RECONCILERS", "Context", "Controller", "PermanentError", "register"]

@@ -147,3 +147,38 @@ def _nulls(prev: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         if k not in new:
             patch[k] = None
     return patch
+
+
+# Which kinds' changes a dependent kind should see at once (not only on the resync timer):
+# an upstream of a ModelServe (its model's producer, its gate) or the ModelServe of an Agent.
+DEPENDENTS = {
+    "TrainJob": ("ModelServe",),
+    "FineTune": ("ModelServe",),
+    "EvalRun": ("ModelServe",),
+    "ModelServe": ("Agent",),
+}
+
+
+def register_dependents(registry: Any, controller: Any) -> None:
+    """kopf handlers that make the dependents in the same namespace due now when an upstream
+    changes (status included), so a ModelServe starts as soon as its gate passes and an Agent
+    binds or degrades as soon as its ModelServe changes. Dependents whose status would not
+    change write nothing, so this never loops."""
+    import kopf
+
+    from ..api.v1alpha1 import GROUP, KINDS, VERSION
+
+    for upstream, kinds in DEPENDENTS.items():
+        if upstream not in controller.reconcilers:
+            continue
+
+        def on_upstream(body: Any, _kinds: tuple[str, ...] = kinds, **_: Any) -> None:
+            ns = body.get("metadata", {}).get("namespace")
+            for key in controller.known():
+                if key[0] in _kinds and key[1] == ns:
+                    controller.touch(key)
+
+        plural = KINDS[upstream].plural
+        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}-dependents")(
+            on_upstream
+        )
