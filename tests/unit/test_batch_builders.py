@@ -1,0 +1,192 @@
+"""Builder and runtime tables: spec -> ConfigMap / Service / Job, and the rendered configs are
+accepted by the workload side's own config parser (the contract, checked from both ends)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from internlm_operator.api.v1alpha1 import parse
+from internlm_operator.builders import BatchInputs, Owner, build, source_location, to_location
+from internlm_operator.runtimes import REGISTRY, InvalidSpec
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "images" / "workloads" / "src"))
+from internlm_workloads.config import parse_config  # noqa: E402
+
+
+def load(name: str) -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((REPO / "samples" / f"{name}.yaml").read_text())
+    return doc
+
+
+def children(doc: dict[str, Any], **kw: Any) -> Any:
+    m = parse(doc)
+    md = doc["metadata"]
+    owner = Owner(
+        "internlm.io/v1alpha1", doc["kind"], "ns", md["name"], "uid-1", 1, md.get("labels") or {}
+    )
+    return build(BatchInputs(owner, m.spec, image="img:1", **kw))
+
+
+def container(ch: Any) -> dict[str, Any]:
+    c: dict[str, Any] = ch.job["spec"]["template"]["spec"]["containers"][0]
+    return c
+
+
+def env(ch: Any) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container(ch)["env"]}
+
+
+@pytest.mark.parametrize(
+    "sample,stage,files,nodes,gpus,svc",
+    [
+        ("trainjob", "pretrain", {"config.json", "ds_config.json"}, 2, "8", True),
+        ("finetune", "finetune", {"config.json", "xtuner_config.py"}, 1, "4", False),
+        ("evalrun", "eval", {"config.json", "opencompass_config.py"}, 1, "2", False),
+    ],
+)
+def test_sample_children(
+    sample: str, stage: str, files: set[str], nodes: int, gpus: str, svc: bool
+) -> None:
+    doc = load(sample)
+    ch = children(doc)
+    name = doc["metadata"]["name"]
+    short = {"trainjob": "tj", "finetune": "ft", "evalrun": "er"}[sample]
+    assert ch.job_name == f"{name}-{short}"
+    assert ch.config_map["metadata"]["name"] == f"{name}-{short}-config"
+    assert set(ch.config_map["data"]) == files
+    assert (ch.service is not None) == svc
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    parsed = parse_config(cfg, stage)  # the workload accepts what the operator renders
+    assert parsed.resource is not None and parsed.resource.name == name
+    spec = ch.job["spec"]
+    assert spec["completions"] == spec["parallelism"] == nodes
+    assert spec["completionMode"] == "Indexed" and spec["backoffLimit"] == 0
+    assert container(ch)["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert container(ch)["command"] == ["python", "-m", "internlm_workloads", stage]
+    assert container(ch)["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    for m in ch.all():
+        md = m["metadata"]
+        assert md["ownerReferences"][0]["uid"] == "uid-1"
+        assert md["labels"]["app.kubernetes.io/managed-by"] == "internlm-operator"
+        assert md["labels"]["app.kubernetes.io/instance"] == name
+    e = env(ch)
+    assert e["INTERNLM_CONFIG"] == "/etc/internlm/config.json"
+    assert e["INTERNLM_STAGE"] == stage
+    assert e["INTERNLM_PROGRESS_PORT"] == "9400"
+    assert e["NNODES"] == str(nodes)
+
+
+def test_builds_are_deterministic_and_hash_tracks_spec() -> None:
+    doc = load("trainjob")
+    a, b = children(doc), children(copy.deepcopy(doc))
+    assert a.job == b.job and a.config_map == b.config_map and a.spec_hash == b.spec_hash
+    doc["spec"]["optimization"]["learningRate"] = 0.0002
+    assert children(doc).spec_hash != a.spec_hash
+    suspended = copy.deepcopy(load("trainjob"))
+    suspended["spec"]["suspend"] = True
+    assert children(suspended).spec_hash == a.spec_hash  # suspend is not a pod change
+
+
+def test_queue_label_and_scheduling_pass_through() -> None:
+    doc = load("trainjob")
+    doc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "team-a"
+    doc["spec"]["scheduling"].update(
+        {"priorityClassName": "high", "schedulerName": "volcano", "nodeSelector": {"pool": "a100"}}
+    )
+    ch = children(doc)
+    assert all(m["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a" for m in ch.all())
+    pod = ch.job["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == "high" and pod["schedulerName"] == "volcano"
+    assert pod["nodeSelector"] == {
+        "pool": "a100",
+        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+    }
+
+
+def test_torchrun_rendezvous_env() -> None:
+    ch = children(load("trainjob"))
+    e = env(ch)
+    assert e["MASTER_ADDR"] == f"{ch.job_name}-0.{ch.job_name}"
+    assert e["NPROC_PER_NODE"] == "8" and e["MASTER_PORT"] == "29500"
+    assert e["NODE_RANK"]["fieldRef"]["fieldPath"].endswith(
+        "['batch.kubernetes.io/job-completion-index']"
+    )
+    assert ch.job["spec"]["template"]["spec"]["subdomain"] == ch.service["metadata"]["name"]
+    assert ch.service["spec"]["clusterIP"] == "None"
+
+
+def test_deepspeed_config_math() -> None:
+    ds = json.loads(children(load("trainjob")).config_map["data"]["ds_config.json"])
+    assert ds["train_batch_size"] == 512
+    assert ds["train_micro_batch_size_per_gpu"] == 2
+    assert ds["gradient_accumulation_steps"] == 16  # 512 / (2 x 16 ranks)
+    assert ds["zero_optimization"]["stage"] == 2
+    assert ds["scheduler"]["type"] == "WarmupCosineLR"
+
+
+def test_internevo_renders_its_config() -> None:
+    doc = load("trainjob")
+    doc["spec"]["framework"] = "internevo"
+    ch = children(doc)
+    assert "internevo_config.py" in ch.config_map["data"]
+    assert "TOTAL_STEP = 5000" in ch.config_map["data"]["internevo_config.py"]
+    parse_config(json.loads(ch.config_map["data"]["config.json"]), "pretrain")
+
+
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (
+            lambda s: s["optimization"].update(globalBatchSize=8, microBatchSize=1),
+            "globalBatchSize",
+        ),
+        (lambda s: s["optimization"].pop("maxSteps"), "maxSteps"),
+    ],
+)
+def test_invalid_specs_are_permanent_errors(mutate: Any, needle: str) -> None:
+    doc = load("trainjob")
+    mutate(doc["spec"])
+    with pytest.raises(InvalidSpec, match=needle):
+        children(doc)
+
+
+def test_name_too_long_is_invalid() -> None:
+    doc = load("trainjob")
+    doc["metadata"]["name"] = "x" * 62
+    with pytest.raises(InvalidSpec, match="too long"):
+        children(doc)
+
+
+def test_upstream_location_mounts_pvc() -> None:
+    doc = load("finetune")
+    doc["spec"]["model"] = {"fromResource": {"kind": "TrainJob", "name": "a"}}
+    ch = children(doc, upstream={"model": "pvc://model-store/runs/a/hf"})
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    assert cfg["spec"]["modelPath"] == "/mnt/pvc/model-store/runs/a/hf"
+    mounts = {m["mountPath"]: m for m in container(ch)["volumeMounts"]}
+    assert mounts["/mnt/pvc/model-store"]["readOnly"] is False  # also the output claim
+
+
+def test_locations_round_trip() -> None:
+    assert to_location("/mnt/pvc/store/a/hf", "", None) == "pvc://store/a/hf"
+    m = parse(load("trainjob")).spec
+    assert source_location(m.data) == "pvc://pretrain-corpus/tokenized/internlm2"
+    assert source_location(m.model.source) == "hf://internlm/internlm2_5-7b@main"
+
+
+def test_registry_has_every_framework() -> None:
+    assert set(REGISTRY) == {
+        "deepspeed",
+        "internevo",
+        "xtuner",
+        "opencompass",
+        "lmdeploy",
+        "lagent",
+    }
