@@ -53,6 +53,7 @@ hf_tok = PreTrainedTokenizerFast(
     eos_token="</s>",
     unk_token="<unk>",
     pad_token="<pad>",
+    model_input_names=["input_ids", "attention_mask"],
     additional_special_tokens=["<|im_start|>", "<|im_end|>"],
 )
 hf_tok.chat_template = CHAT_TEMPLATE

@@ -169,15 +169,21 @@ def train() -> None:
     ds_config = build_ds_config(spec, world)
     micro, gas = ds_config["train_micro_batch_size_per_gpu"], ds_config["gradient_accumulation_steps"]
     stage = ds_config.get("zero_optimization", {}).get("stage", 0)
-    with deepspeed.zero.Init(config_dict_or_path=ds_config, enabled=stage == 3):
-        if spec.model.config is not None:
-            mcfg = dict(spec.model.config)
-            hf_config = transformers.AutoConfig.for_model(mcfg.pop("model_type"), **mcfg)
-            model = transformers.AutoModelForCausalLM.from_config(hf_config)
-        else:
-            model = transformers.AutoModelForCausalLM.from_pretrained(
-                spec.model.path, trust_remote_code=True, torch_dtype=torch.float32
-            )
+    if spec.model.config is not None:
+        # random init happens in full on each rank (fine up to a few B parameters); ZeRO then
+        # partitions parameters and optimizer state
+        mcfg = dict(spec.model.config)
+        hf_config = transformers.AutoConfig.for_model(mcfg.pop("model_type"), **mcfg)
+        model = transformers.AutoModelForCausalLM.from_config(hf_config)
+    else:
+        if stage == 3:
+            from transformers.integrations import HfDeepSpeedConfig
+
+            # kept alive until the model is built: from_pretrained loads straight into ZeRO-3
+            _hf_ds = HfDeepSpeedConfig(ds_config)  # noqa: F841
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            spec.model.path, trust_remote_code=True, torch_dtype=torch.float32
+        )
     vocab = model.config.vocab_size
     if int(data.max()) >= vocab:
         raise ValueError(f"data has token id {int(data.max())} >= the model's vocab_size {vocab}")
