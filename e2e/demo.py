@@ -180,9 +180,10 @@ class Options:
     release: str = "internlm-operator"
     operator_namespace: str = "internlm-system"
     namespace: str = "internlm-demo"
-    all_namespaces: bool = False
+    namespaced: bool = False
     timeout: float = 600
     run_seconds: float = 3.0
+    resync_seconds: float = 3.0
     setup: bool = True
     extra_set: list[str] = field(default_factory=list)
 
@@ -290,12 +291,14 @@ def helm_install(kube: Kube, opts: Options) -> None:
     elif crds_exist(kube) and owner != (opts.release, opts.operator_namespace):
         note("CRDs already exist without a live owner release: this release adopts them")
         adopt_crds(kube, opts.release, opts.operator_namespace)
-    if not opts.all_namespaces:
+    if opts.namespaced:
         sets.append(f"watchNamespaces={{{opts.namespace}}}")
+    # The chain advances on the operator's resync; a short period keeps the demo brisk.
+    sets.append(f"operator.resyncSeconds={opts.resync_seconds:g}")
     scope = (
-        "all namespaces (ClusterRole)"
-        if opts.all_namespaces
-        else f"only namespace {opts.namespace} (a Role there)"
+        f"only namespace {opts.namespace} (a Role there)"
+        if opts.namespaced
+        else "all namespaces (a ClusterRole)"
     )
     say(
         f"helm install {opts.release} {CHART.relative_to(REPO)} -n {opts.operator_namespace}: "
@@ -453,6 +456,11 @@ def start_operator(kube: Kube, opts: Options) -> LocalOperator:
             raise DemoError(f"the operator exited ({proc.returncode}):\n{op.tail()}")
         if health is None or _http_ok(f"http://127.0.0.1:{health}/readyz"):
             note("operator ready")
+            if opts.namespaced:
+                note(
+                    "(namespaced: kopf first retries listing namespaces, which this mode does "
+                    "not grant, for about a minute before it settles on the given one)"
+                )
             return op
         time.sleep(0.5)
     op.stop()
@@ -704,8 +712,8 @@ def table(objs: list[dict[str, Any]], pods: list[dict[str, Any]]) -> list[str]:
         st = o.get("status") or {}
         phase = st.get("phase") or "-"
         ready = _cond(o, "Ready")
-        if ready.get("reason") == "WaitingForDependency":
-            phase = f"{phase} (waiting)" if phase != "-" else "Waiting"
+        if ready.get("reason") == "WaitingForDependency" and phase in ("-", "Pending"):
+            phase = "Waiting"
         rows.append(
             (
                 o["kind"],
@@ -801,13 +809,13 @@ def up(opts: Options) -> int:
         op.stop()
     agent = next(o for o in objs if o["kind"] == "Agent")
     endpoint = (agent.get("status") or {}).get("endpoint") or "(none reported)"
-    lineage = " <- ".join(
+    lineage = " -> ".join(
         f"{e.get('kind')}/{e.get('name')}" for e in (agent.get("status") or {}).get("lineage") or []
     )
     say(f"Done in {time.monotonic() - t0:.0f}s: every resource is Complete or Ready.")
     print(f"Agent endpoint: {endpoint}")
     if lineage:
-        print(f"Agent lineage:  {lineage}")
+        print(f"Agent lineage:  {lineage} -> Agent/{agent['metadata']['name']}")
     note(
         f"explore: {kubectl_binary()} --kubeconfig {kube.kubeconfig} get internlm -n "
         f"{opts.namespace}"
@@ -889,10 +897,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--operator-namespace", default="internlm-system")
     ap.add_argument("--namespace", default="internlm-demo", help="where the pipeline runs")
     ap.add_argument(
-        "--all-namespaces",
+        "--namespaced",
         action="store_true",
-        help="install the chart cluster-wide (ClusterRole) instead of watching "
-        "only the demo namespace",
+        help="install with watchNamespaces={NAMESPACE} (a Role there, nothing else) instead "
+        "of the chart's default, all namespaces",
+    )
+    ap.add_argument(
+        "--resync-seconds", type=float, default=3.0, help="operator.resyncSeconds for the demo"
     )
     ap.add_argument("--timeout", type=float, default=600, help="seconds for the pipeline")
     ap.add_argument(
@@ -917,7 +928,8 @@ def main(argv: list[str] | None = None) -> int:
         release=a.release,
         operator_namespace=a.operator_namespace,
         namespace=a.namespace,
-        all_namespaces=a.all_namespaces,
+        namespaced=a.namespaced,
+        resync_seconds=a.resync_seconds,
         timeout=a.timeout,
         run_seconds=a.run_seconds,
         setup=not a.no_setup,

@@ -27,11 +27,11 @@ def test_demo_runs_the_pipeline_with_the_charts_permissions(
     cmd = [sys.executable, str(REPO / "e2e" / "demo.py")]
     try:
         res = subprocess.run(
-            [*cmd, "up", *names, "--no-setup", "--timeout=150", "--run-seconds=2"],
+            [*cmd, "up", *names, "--no-setup", "--namespaced", "--timeout=180", "--run-seconds=2"],
             capture_output=True,
             text=True,
             env=env,
-            timeout=240,
+            timeout=270,
             check=False,
         )
         out = res.stdout + res.stderr
