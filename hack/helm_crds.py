@@ -38,8 +38,9 @@ def _escape(text: str) -> str:
 
 
 def _dump(obj: Any) -> str:
-    return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=100,
-                          allow_unicode=True)
+    return yaml.safe_dump(
+        obj, sort_keys=False, default_flow_style=False, width=100, allow_unicode=True
+    )
 
 
 def _indent(text: str, n: int) -> str:
@@ -63,9 +64,13 @@ def render(doc: dict[str, Any], source_name: str) -> str:
     out.append("  annotations:\n")
     if annotations:
         out.append(_indent(_escape(_dump(annotations)), 4))
-    out.append("    {{- if .Values.crds.keep }}\n    helm.sh/resource-policy: keep\n    {{- end }}\n")
-    out.append("    {{- with .Values.crds.annotations }}\n    {{- toYaml . | nindent 4 }}\n"
-               "    {{- end }}\n")
+    out.append(
+        "    {{- if .Values.crds.keep }}\n    helm.sh/resource-policy: keep\n    {{- end }}\n"
+    )
+    out.append(
+        "    {{- with .Values.crds.annotations }}\n    {{- toYaml . | nindent 4 }}\n"
+        "    {{- end }}\n"
+    )
     if extra_md:
         out.append(_indent(_escape(_dump(extra_md)), 2))
     out.append(_escape(_dump(body)))
@@ -99,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         if want != have:
             stale = sorted(set(want) ^ set(have) | {n for n in want if have.get(n) != want[n]})
-            print("helm chart CRD templates are stale: " + ", ".join(stale)
-                  + "\nrun `make helm-crds` and commit the result", file=sys.stderr)
+            print(
+                "helm chart CRD templates are stale: "
+                + ", ".join(stale)
+                + "\nrun `make helm-crds` and commit the result",
+                file=sys.stderr,
+            )
             return 1
         return 0
     DEST.mkdir(parents=True, exist_ok=True)
