@@ -212,7 +212,10 @@ def ensure_installed(opts: Options) -> None:
         subprocess.run(["make", "-C", str(REPO), "binaries"], check=True)
         note(f"done in {(time.monotonic() - t0) / 60:.1f} min")
     else:
-        note(f"cluster binaries and helm: cached in {localcluster.CACHE}/bin")
+        note(
+            f"cluster binaries and helm: cached in {localcluster.CACHE}/bin "
+            "(built once; the cold build takes about 12 minutes on 2 cores)"
+        )
 
 
 def cluster_up() -> Kube:
