@@ -81,9 +81,14 @@ class Cluster:
 
 
 def wait_until(
-    what: str, check: Callable[[], Any], timeout: float = 60, interval: float = 0.25
+    what: str,
+    check: Callable[[], Any],
+    timeout: float = 60,
+    interval: float = 0.25,
+    explain: Callable[[], Any] | None = None,
 ) -> Any:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
+    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout, plus
+    whatever ``explain`` returns then (the state a reader needs to see why)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -91,7 +96,13 @@ def wait_until(
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    detail = ""
+    if explain is not None:
+        try:
+            detail = f"\n{explain()!r}"
+        except Exception as e:  # the explanation must never hide the timeout
+            detail = f"\n(explain failed: {e})"
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r}){detail}")
 
 
 @pytest.fixture(scope="session")

@@ -206,6 +206,13 @@ class Batch:
             f"{self.kind} {self.name} phase {phase}",
             lambda: (s := self.status()).get("phase") == phase and s,
             timeout=timeout,
+            explain=lambda: {
+                "status": self.status(),
+                "pods": [
+                    (p["metadata"]["name"], p["spec"].get("nodeName"), p["status"].get("phase"))
+                    for p in self.pods(active_only=False)
+                ],
+            },
         )
 
     def job(self) -> dict[str, Any] | None:
