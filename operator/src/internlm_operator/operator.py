@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from collections.abc import Callable, Collection
 from typing import Any
@@ -66,7 +67,7 @@ def build(
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure(settings)
+        configure(settings, config.namespaces)
         tasks.append(asyncio.create_task(controller.loop(stop)))
         if health is not None:
             health.ready.set()
@@ -81,7 +82,22 @@ def build(
     return registry, controller, api_client
 
 
-def configure(settings: kopf.OperatorSettings) -> None:
+_EXACT_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+def exact_namespaces(namespaces: Collection[str]) -> bool:
+    """Whether the operator watches a fixed list of namespaces: at least one, and every one an
+    exact name (a DNS label), no glob (``*``, ``?``, ``[...]``), negation (``!``) or list."""
+    return bool(namespaces) and all(_EXACT_NAMESPACE.match(n) for n in namespaces)
+
+
+def configure(settings: kopf.OperatorSettings, namespaces: Collection[str] = ()) -> None:
+    # Exact namespace names need no namespace discovery: without this kopf tries to list
+    # namespaces (which least-privilege RBAC forbids), retries ~9 times (~1 minute) and only
+    # then falls back to the names given. Scanning off also means kopf does not watch CRDs
+    # appearing later: the five kinds must exist when the operator starts (the chart installs
+    # them first). Cluster-wide or with globs, kopf scans as usual.
+    settings.scanning.disabled = exact_namespaces(namespaces)
     # kopf's own bookkeeping: annotations under our domain, nothing in status (the CRD schemas
     # would prune it anyway); no kopf-generated Events (we post our own on transitions).
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="internlm.io")
