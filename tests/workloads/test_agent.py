@@ -1,0 +1,151 @@
+"""agent: Lagent 0.2.4 ReAct agent behind the stage's chat API, its LLM a real
+OpenAI-compatible server (helpers/openai_server.py: transformers generate) on 127.0.0.1 serving
+the tiny model, taught beforehand to call the Python interpreter (helpers/teach.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import HELPERS, WORKLOADS_SRC, free_port, image_env, make_stage, wait_until
+
+pytestmark = pytest.mark.workload
+
+QUESTION = "What is 6 times 7?"
+CALL = (
+    "Thought: I should compute it.\nAction: PythonInterpreter\n"
+    'Action Input: {"command": "def solution():\\n    return 6 * 7"}'
+)
+FINAL = "Thought: The tool computed it.\nFinal Answer: 42"
+
+
+def agent_spec(llm_port: int, port: int) -> dict[str, Any]:
+    return {
+        "llm": {"url": f"http://127.0.0.1:{llm_port}/v1", "model": "internlm2-tiny"},
+        "agentType": "react",
+        "tools": [{"name": "PythonInterpreter", "params": {}}],
+        "systemPrompt": None,
+        "port": port,
+        "maxTurns": 3,
+    }
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = 120) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+    except OSError:
+        return 0, None
+
+
+@pytest.fixture(scope="module")
+def taught_model(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, trained on the exact two prompts the agent will send (taken from Lagent
+    itself) to reply with a tool call, then with a final answer once the tool responded."""
+    work = tmp_path_factory.mktemp("agent-model")
+    cfg = work / "config.json"
+    cfg.write_text(json.dumps({
+        "apiVersion": "workloads.internlm.io/v1", "stage": "agent",
+        "spec": agent_spec(1, 2),
+    }))
+    agent_py = image_env("agent") / "bin" / "python"
+    env = {**os.environ, "PYTHONPATH": str(WORKLOADS_SRC)}
+    out = subprocess.run(
+        [str(agent_py), str(HELPERS / "agent_prompts.py"), str(cfg), QUESTION, CALL],
+        capture_output=True, text=True, env=env, check=True, timeout=300,
+    ).stdout
+    prompts = json.loads(out)
+    assert prompts["action"] == "PythonInterpreter" and prompts["result"] == "42"
+    pairs = [{"messages": prompts["turn1"], "reply": CALL},
+             {"messages": prompts["turn2"], "reply": FINAL}]
+    (work / "pairs.json").write_text(json.dumps(pairs))
+    subprocess.run(
+        [str(image_env("pretrain") / "bin" / "python"), str(HELPERS / "teach.py"),
+         str(tiny / "model"), str(work / "pairs.json"), str(work / "model")],
+        capture_output=True, text=True, check=True, timeout=600,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"},
+    )
+    return work / "model"
+
+
+@pytest.fixture(scope="module")
+def llm_server(taught_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    tuple[int, Path]
+]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("llm") / "requests.jsonl"
+    proc = subprocess.Popen(
+        [str(image_env("pretrain") / "bin" / "python"), str(HELPERS / "openai_server.py"),
+         "--model", str(taught_model), "--port", str(port), "--log", str(log)],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_until("the LLM server", lambda: http("GET", f"http://127.0.0.1:{port}/v1/models")[0]
+               == 200, timeout=120)
+    yield port, log
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(900)
+def test_agent_tool_call_round_trip_and_clean_stop(
+    llm_server: tuple[int, Path], tmp_path: Path
+) -> None:
+    llm_port, requests_log = llm_server
+    port = free_port()
+    run = make_stage("agent", "agent", agent_spec(llm_port, port), tmp_path).start()
+    base = f"http://127.0.0.1:{port}"
+    wait_until("agent readiness", lambda: http("GET", f"{base}/readyz")[0] == 200, timeout=120)
+    assert http("GET", f"{base}/healthz")[0] == 200
+
+    code, reply = http("POST", f"{base}/v1/chat", {"message": QUESTION})
+    assert code == 200, reply
+    steps = reply["steps"]
+    # the LLM asked for the interpreter, Lagent ran it, the result went back to the LLM,
+    # which then answered
+    assert steps[0]["action"] == "PythonInterpreter"
+    assert steps[0]["result"] == [{"type": "text", "content": "42"}]
+    assert steps[-1]["action"] == "FinishAction"
+    assert reply["response"].strip() == "42"
+    sent = [json.loads(x)["body"] for x in requests_log.read_text().splitlines()]
+    assert sent[-1]["messages"][-1] == {"role": "system", "content": "Response:42\n"}
+    assert sent[-1]["model"] == "internlm2-tiny"
+
+    assert http("POST", f"{base}/v1/chat", {"nothing": 1})[0] == 400
+    assert run.proc is not None
+    run.proc.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) == 0
+    result = run.termination()
+    assert result == {"ok": True, "outputs": {}, "stopped": "SIGTERM", "chats": 1}
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"tools": [{"name": "NoSuchTool", "params": {}}]}, "unknown tool 'NoSuchTool'"),
+        ({"tools": [{"name": "PythonInterpreter", "params": {"bogus": 1}}]}, "bad params"),
+        ({"agentType": "autogpt"}, "spec.agentType: must be one of"),
+        ({"llm": {"url": "ftp://x", "model": "m"}}, "spec.llm.url must be http(s)"),
+    ],
+)
+def test_agent_bad_config_fails_with_reason(
+    tmp_path: Path, over: dict[str, Any], reason: str
+) -> None:
+    spec = {**agent_spec(free_port(), free_port()), **over}
+    run = make_stage("agent", "agent", spec, tmp_path)
+    rc = run.run(timeout=120)
+    result = run.termination()
+    assert rc == 1 and result["ok"] is False and reason in result["reason"], result
