@@ -24,9 +24,9 @@ def owner(name: str = "helper") -> Owner:
     return Owner("internlm.io/v1alpha1", "Agent", "ns1", name, "uid-a")
 
 
-def build(spec: AgentSpec, llm: ba.ResolvedLLM | None = None) -> ba.AgentChildren:
+def build(spec: AgentSpec, llm: ba.ResolvedLLM | None = None, **kw: Any) -> ba.AgentChildren:
     llm = llm or ba.ResolvedLLM("http://chat-ms.ns1.svc.cluster.local:23333/v1", "chat")
-    return ba.build(ba.AgentInputs(owner=owner(), spec=spec, image="agent:1", llm=llm))
+    return ba.build(ba.AgentInputs(owner=owner(), spec=spec, image="agent:1", llm=llm, **kw))
 
 
 def test_sample_agent() -> None:
@@ -139,3 +139,24 @@ def test_judge_model_serve_ready() -> None:
     assert verdict == "ready" and isinstance(llm, ba.ResolvedLLM)
     assert (llm.url, llm.model) == ("http://chat-ms.ns.svc.cluster.local:23333/v1", "chat-v1")
     assert llm.api_key_secret == SecretKeyRef(name="s", key="k")
+
+
+@pytest.mark.parametrize(
+    ("resources", "requests", "limits"),
+    [
+        ({}, {"cpu": "500m", "memory": "1Gi"}, {"memory": "2Gi"}),
+        ({"cpu": "2"}, {"cpu": "2", "memory": "1Gi"}, {"cpu": "2", "memory": "2Gi"}),
+        (
+            {"cpu": "2", "memory": "4Gi"},
+            {"cpu": "2", "memory": "4Gi"},
+            {"cpu": "2", "memory": "4Gi"},
+        ),
+    ],
+)
+def test_default_resources(
+    resources: dict[str, Any], requests: dict[str, str], limits: dict[str, str]
+) -> None:
+    defaults = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+    s = AgentSpec.model_validate({"llm": {"modelServe": "chat"}, "resources": resources})
+    c = build(s, default_resources=defaults).deployment["spec"]["template"]["spec"]["containers"][0]
+    assert c["resources"] == {"requests": requests, "limits": limits}

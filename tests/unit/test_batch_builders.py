@@ -190,3 +190,68 @@ def test_registry_has_every_framework() -> None:
         "lmdeploy",
         "lagent",
     }
+
+
+DEFAULTS = {"requests": {"cpu": "2", "memory": "8Gi"}, "limits": {"memory": "16Gi"}}
+
+
+@pytest.mark.parametrize(
+    "spec_resources,defaults,requests,limits",
+    [
+        # no defaults: only what the spec sets (request = limit)
+        ({"gpusPerNode": 8, "cpu": "64", "memory": "800Gi"}, {}, None, None),
+        # defaults fill cpu and memory the spec leaves out, request and limit separately
+        (
+            {"gpusPerNode": 8},
+            DEFAULTS,
+            {"nvidia.com/gpu": "8", "cpu": "2", "memory": "8Gi"},
+            {"nvidia.com/gpu": "8", "memory": "16Gi"},
+        ),
+        # the spec wins per resource: its cpu, the default memory
+        (
+            {"gpusPerNode": 8, "cpu": "64"},
+            DEFAULTS,
+            {"nvidia.com/gpu": "8", "cpu": "64", "memory": "8Gi"},
+            {"nvidia.com/gpu": "8", "cpu": "64", "memory": "16Gi"},
+        ),
+        # the spec sets both: defaults play no part
+        (
+            {"gpusPerNode": 8, "cpu": "64", "memory": "800Gi"},
+            DEFAULTS,
+            {"nvidia.com/gpu": "8", "cpu": "64", "memory": "800Gi"},
+            {"nvidia.com/gpu": "8", "cpu": "64", "memory": "800Gi"},
+        ),
+        # GPUs only ever come from the spec, even when the defaults name some
+        (
+            {"gpusPerNode": 0},
+            {"requests": {"nvidia.com/gpu": "4", "cpu": "1"}, "limits": {"nvidia.com/gpu": "4"}},
+            {"cpu": "1"},
+            None,
+        ),
+    ],
+)
+def test_default_resources_fill_cpu_and_memory(
+    spec_resources: dict[str, Any],
+    defaults: dict[str, Any],
+    requests: dict[str, str] | None,
+    limits: dict[str, str] | None,
+) -> None:
+    doc = load("trainjob")
+    doc["spec"]["resources"] = {**spec_resources, "sharedMemory": "64Gi"}
+    res = container(children(doc, default_resources=defaults)).get("resources", {})
+    if requests is None and limits is None:  # exactly the spec's, as before defaults existed
+        amounts = {k: str(v) for k, v in spec_resources.items() if k in ("cpu", "memory")}
+        amounts = {"nvidia.com/gpu": str(spec_resources["gpusPerNode"]), **amounts}
+        assert res == {"requests": amounts, "limits": amounts}
+        return
+    assert res.get("requests") == requests
+    assert res.get("limits") == limits
+
+
+def test_default_resources_change_the_spec_hash() -> None:
+    doc = load("evalrun")
+    doc["spec"]["resources"] = {"gpusPerNode": 1}
+    a = children(doc)
+    b = children(doc, default_resources={"requests": {"cpu": "4"}})
+    assert a.spec_hash != b.spec_hash
+    assert container(b)["resources"]["requests"] == {"nvidia.com/gpu": "1", "cpu": "4"}

@@ -337,3 +337,12 @@ def test_judge_gate(ev: dict[str, Any] | None, verdict: str, text: str) -> None:
 
     got, msg = judge_gate("ev", ev)
     assert got == verdict and text in msg and "EvalRun ev" in msg
+
+
+def test_default_resources_fill_what_the_spec_leaves_out() -> None:
+    defaults = {"requests": {"cpu": "4", "memory": "32Gi"}, "limits": {"memory": "48Gi"}}
+    s = spec(resources={"gpusPerNode": 2, "memory": "64Gi"}, tensorParallel=2)
+    c = build(s, default_resources=defaults).deployment["spec"]["template"]["spec"]
+    res = c["containers"][0]["resources"]
+    assert res["requests"] == {"nvidia.com/gpu": "2", "cpu": "4", "memory": "64Gi"}
+    assert res["limits"] == {"nvidia.com/gpu": "2", "memory": "64Gi"}

@@ -73,6 +73,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="storage class for PVCs the operator creates (env INTERNLM_DEFAULT_STORAGE_CLASS)",
     )
     r.add_argument(
+        "--default-resources",
+        default=None,
+        metavar="JSON",
+        help="cpu/memory for workload containers whose resource sets none, as JSON "
+        'ResourceRequirements {"requests": {...}, "limits": {...}} '
+        "(env INTERNLM_DEFAULT_RESOURCES)",
+    )
+    r.add_argument(
         "--progress-timeout",
         type=float,
         default=None,
@@ -93,20 +101,29 @@ def config_from_args(a: argparse.Namespace) -> cfg.OperatorConfig:
     namespaces = a.namespaces
     if namespaces is None and os.environ.get("INTERNLM_NAMESPACES"):
         namespaces = [n.strip() for n in os.environ["INTERNLM_NAMESPACES"].split(",") if n.strip()]
-    return cfg.from_env(
-        kubeconfig=a.kubeconfig,
-        context=a.context,
-        namespaces=tuple(namespaces or ()),
-        log_format=a.log_format,
-        verbose=a.verbose,
-        metrics_port=a.metrics_port,
-        health_port=a.health_port,
-        resync_seconds=a.resync_seconds,
-        images=images,
-        image_pull_policy=a.image_pull_policy,
-        default_storage_class=a.default_storage_class,
-        progress_timeout=a.progress_timeout,
-    )
+    default_resources = None
+    try:
+        if a.default_resources is not None:
+            default_resources = cfg.parse_default_resources(
+                a.default_resources, "--default-resources"
+            )
+        return cfg.from_env(
+            kubeconfig=a.kubeconfig,
+            context=a.context,
+            namespaces=tuple(namespaces or ()),
+            log_format=a.log_format,
+            verbose=a.verbose,
+            metrics_port=a.metrics_port,
+            health_port=a.health_port,
+            resync_seconds=a.resync_seconds,
+            images=images,
+            image_pull_policy=a.image_pull_policy,
+            default_storage_class=a.default_storage_class,
+            progress_timeout=a.progress_timeout,
+            default_resources=default_resources,
+        )
+    except ValueError as e:
+        raise SystemExit(f"internlm-operator: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,9 @@ Environment variables (all optional; the Helm chart sets them):
 - ``INTERNLM_IMAGES``         JSON object ``{"pretrain": "...", ...}`` (per-stage vars win)
 - ``INTERNLM_IMAGE_PULL_POLICY``  ``IfNotPresent`` by default
 - ``INTERNLM_DEFAULT_STORAGE_CLASS``  storage class for PVCs the operator creates
+- ``INTERNLM_DEFAULT_RESOURCES``  JSON ResourceRequirements (``{"requests": {"cpu": "2"},
+  "limits": {"memory": "8Gi"}}``): cpu and memory for a workload container whose resource sets
+  none (other resource names are ignored; GPUs always come from the resource's spec)
 - ``INTERNLM_RESYNC_SECONDS``  period of the level-based reconcile timer (default 15)
 - ``INTERNLM_PROGRESS_TIMEOUT``  seconds to wait for a pod's progress endpoint (0 = do not poll)
 """
@@ -13,9 +16,15 @@ Environment variables (all optional; the Helm chart sets them):
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+log = logging.getLogger("internlm_operator")
 
 STAGES = ("pretrain", "finetune", "eval", "serve", "agent")
 DEFAULT_IMAGE_REPO = "ghcr.io/internlm/internlm-workloads"
@@ -39,6 +48,9 @@ class OperatorConfig:
     images: Mapping[str, str] = field(default_factory=default_images)
     image_pull_policy: str = "IfNotPresent"
     default_storage_class: str | None = None
+    # {"requests": {"cpu": "1"}, "limits": {"memory": "4Gi"}}: only cpu and memory, see
+    # parse_default_resources.
+    default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     progress_timeout: float = 1.0
     # Backoff for transient errors (API unreachable, conflicts): first delay, cap.
     retry_min_seconds: float = 1.0
@@ -61,6 +73,66 @@ def images_from_env(
     return images
 
 
+DEFAULTABLE_RESOURCES = ("cpu", "memory")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei|e[0-9]+)?$")
+
+
+def _quantity(value: Any, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{where}: {value!r} is not a quantity")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{where}: {value!r} is negative")
+        text = format(Decimal(str(value)).normalize(), "f")
+    else:
+        text = value.strip()
+    if not _QUANTITY.match(text):
+        raise ValueError(f"{where}: {value!r} is not a quantity such as 500m, 2, 512Mi or 4Gi")
+    return text
+
+
+def parse_default_resources(
+    value: str | Mapping[str, Any] | None, what: str = "default resources"
+) -> dict[str, dict[str, str]]:
+    """Default container resources from JSON (or an already decoded mapping) in the form of a
+    Kubernetes ResourceRequirements: ``{"requests": {...}, "limits": {...}}``. Only ``cpu`` and
+    ``memory`` are kept (GPUs always come from the resource's spec; other names are ignored
+    with a warning); quantities become strings. Raises ValueError on anything malformed."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return {}
+    if isinstance(value, str):
+        try:
+            doc = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{what}: not JSON ({e})") from None
+    else:
+        doc = value
+    if not isinstance(doc, Mapping):
+        raise ValueError(f"{what}: expected a JSON object with requests and/or limits")
+    unknown = set(doc) - {"requests", "limits", "claims"}
+    if unknown:
+        raise ValueError(f"{what}: unknown keys {sorted(unknown)} (expected requests, limits)")
+    out: dict[str, dict[str, str]] = {}
+    ignored: set[str] = set()
+    for part in ("requests", "limits"):
+        amounts = doc.get(part) or {}
+        if not isinstance(amounts, Mapping):
+            raise ValueError(f"{what}: {part} must be an object of resource name -> quantity")
+        for name, amount in amounts.items():
+            q = _quantity(amount, f"{what}: {part}.{name}")
+            if name in DEFAULTABLE_RESOURCES:
+                out.setdefault(part, {})[name] = q
+            else:
+                ignored.add(str(name))
+    if ignored:
+        log.warning(
+            "%s: only cpu and memory are applied to workload containers; ignoring %s",
+            what,
+            ", ".join(sorted(ignored)),
+        )
+    return out
+
+
 def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> OperatorConfig:
     env = os.environ if env is None else env
     kw: dict[str, object] = {
@@ -70,5 +142,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Opera
         "resync_seconds": float(env.get("INTERNLM_RESYNC_SECONDS", "15")),
         "progress_timeout": float(env.get("INTERNLM_PROGRESS_TIMEOUT", "1")),
     }
+    if overrides.get("default_resources") is None:  # a flag wins over the environment
+        kw["default_resources"] = parse_default_resources(
+            env.get("INTERNLM_DEFAULT_RESOURCES"), "INTERNLM_DEFAULT_RESOURCES"
+        )
     kw.update({k: v for k, v in overrides.items() if v is not None})
     return OperatorConfig(**kw)  # type: ignore[arg-type]

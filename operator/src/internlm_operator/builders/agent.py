@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtimes import RenderContext, Rendered, for_resource
 from .batch import scheduling
-from .common import Owner, check_name, stable_hash
+from .common import Owner, check_name, container_resources, stable_hash
 from .longrunning import (
     CONTAINER,
     base_env,
@@ -39,6 +40,8 @@ class AgentInputs:
     image: str
     llm: ResolvedLLM
     pull_policy: str = "IfNotPresent"
+    # the operator's --default-resources: cpu/memory where spec.resources sets none
+    default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,16 +60,6 @@ class AgentChildren:
 def names(o: Owner) -> tuple[str, str]:
     base = check_name(o.base_name, 63, "Service")
     return base, f"{base}-config"
-
-
-def _resources(spec: Any) -> dict[str, Any]:
-    r = spec.resources
-    amounts = {}
-    if r.cpu is not None:
-        amounts["cpu"] = str(r.cpu)
-    if r.memory is not None:
-        amounts["memory"] = str(r.memory)
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
 def build(inp: AgentInputs) -> AgentChildren:
@@ -121,7 +114,7 @@ def build(inp: AgentInputs) -> AgentChildren:
             "failureThreshold": 6,
         },
     }
-    res = _resources(spec)
+    res = container_resources(spec.resources, inp.default_resources)
     if res:
         container["resources"] = res
     pod_spec: dict[str, Any] = {

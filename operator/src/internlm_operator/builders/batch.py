@@ -9,7 +9,14 @@ from typing import Any
 
 from ..runtimes import CONFIG_DIR, CONFIG_FILE, RenderContext, Rendered, for_resource
 from ..status.batch import ATTEMPT_LABEL, HASH_ANNOTATION
-from .common import Owner, Storage, check_name, source_location, stable_hash
+from .common import (
+    Owner,
+    Storage,
+    check_name,
+    container_resources,
+    source_location,
+    stable_hash,
+)
 
 CONTAINER = "workload"
 MASTER_PORT = 29500
@@ -34,6 +41,8 @@ class BatchInputs:
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. a resolved endpoint
     attempt: int = 0  # restarts so far; stamped on the Job
     active_deadline_seconds: int | None = None  # remaining for this attempt
+    # the operator's --default-resources: cpu/memory where spec.resources sets none
+    default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,18 +102,6 @@ def _hub_env(spec: Any) -> list[dict[str, Any]]:
     if tokens is not None and tokens.model_scope is not None:
         env.append(_secret_env("MODELSCOPE_API_TOKEN", tokens.model_scope))
     return env
-
-
-def _resources(spec: Any) -> dict[str, Any]:
-    r = spec.resources
-    amounts: dict[str, Any] = {}
-    if r.gpus_per_node:
-        amounts["nvidia.com/gpu"] = str(r.gpus_per_node)
-    if r.cpu is not None:
-        amounts["cpu"] = str(r.cpu)
-    if r.memory is not None:
-        amounts["memory"] = str(r.memory)
-    return {"requests": dict(amounts), "limits": dict(amounts)} if amounts else {}
 
 
 def scheduling(spec: Any) -> dict[str, Any]:
@@ -213,7 +210,7 @@ def build(inp: BatchInputs) -> BatchChildren:
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    res = _resources(spec)
+    res = container_resources(spec.resources, inp.default_resources)
     if res:
         container["resources"] = res
     pod_spec: dict[str, Any] = {

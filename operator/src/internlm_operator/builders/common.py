@@ -88,6 +88,39 @@ def stable_hash(*parts: Any) -> str:
     return hashlib.sha256(data.encode()).hexdigest()[:16]
 
 
+# -- compute -------------------------------------------------------------------------------
+
+DEFAULTABLE = ("cpu", "memory")
+
+
+def container_resources(
+    res: Any, defaults: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
+    """A container's ``resources`` from the spec's ``resources`` (``gpusPerNode``, ``cpu``,
+    ``memory``: request = limit), completed by the operator's defaults (``--default-resources``)
+    for cpu and memory where the spec sets none. GPUs only ever come from the spec."""
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    gpus = int(getattr(res, "gpus_per_node", 0) or 0)
+    if gpus:
+        requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(gpus)
+    for name in DEFAULTABLE:
+        value = getattr(res, name, None)
+        if value is not None:
+            requests[name] = limits[name] = str(value)
+            continue
+        for part, out in (("requests", requests), ("limits", limits)):
+            d = (defaults or {}).get(part) or {}
+            if name in d:
+                out[name] = str(d[name])
+    result: dict[str, Any] = {}
+    if requests:
+        result["requests"] = requests
+    if limits:
+        result["limits"] = limits
+    return result
+
+
 # -- storage -------------------------------------------------------------------------------
 
 

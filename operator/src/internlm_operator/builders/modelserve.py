@@ -16,8 +16,15 @@ from ..api.v1alpha1.common import API_VERSION
 from ..runtimes import RenderContext, Rendered, for_resource
 from ..runtimes.base import InvalidSpec
 from ..runtimes.lmdeploy import API_KEYS_ENV, served_model_name
-from .batch import _hub_env, _resources, scheduling
-from .common import Owner, Storage, check_name, source_location, stable_hash
+from .batch import _hub_env, scheduling
+from .common import (
+    Owner,
+    Storage,
+    check_name,
+    container_resources,
+    source_location,
+    stable_hash,
+)
 from .longrunning import (
     CONTAINER,
     base_env,
@@ -50,6 +57,8 @@ class ServeInputs:
     pull_policy: str = "IfNotPresent"
     model_location: str | None = None  # resolved location when spec.model is fromResource
     adapter_locations: Mapping[str, str] = field(default_factory=dict)  # fromResource adapters
+    # the operator's --default-resources: cpu/memory where spec.resources sets none
+    default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -186,7 +195,7 @@ def build(inp: ServeInputs) -> ServeChildren:
             "failureThreshold": 6,
         },
     }
-    res = _resources(spec)
+    res = container_resources(spec.resources, inp.default_resources)
     if res:
         container["resources"] = res
     pod_spec: dict[str, Any] = {

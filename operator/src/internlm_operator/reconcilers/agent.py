@@ -86,6 +86,7 @@ def reconcile_agent(ctx: Context, namespace: str, name: str) -> None:
                     image=ctx.config.image("agent"),
                     llm=llm,
                     pull_policy=ctx.config.image_pull_policy,
+                    default_resources=ctx.config.default_resources,
                 )
             )
     except Exception as e:

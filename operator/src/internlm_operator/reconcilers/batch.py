@@ -120,6 +120,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
                     extra=extra,
                     attempt=restarts,
                     active_deadline_seconds=rp.active_deadline_seconds,
+                    default_resources=ctx.config.default_resources,
                 )
             )
     except Exception as e:

@@ -126,6 +126,7 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
                     pull_policy=ctx.config.image_pull_policy,
                     model_location=res.model,
                     adapter_locations=res.adapters,
+                    default_resources=ctx.config.default_resources,
                 )
             )
     except Exception as e:
