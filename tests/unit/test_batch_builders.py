@@ -255,3 +255,63 @@ def test_default_resources_change_the_spec_hash() -> None:
     b = children(doc, default_resources={"requests": {"cpu": "4"}})
     assert a.spec_hash != b.spec_hash
     assert container(b)["resources"]["requests"] == {"nvidia.com/gpu": "1", "cpu": "4"}
+
+
+def volumes(ch: Any) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in ch.job["spec"]["template"]["spec"]["volumes"]}
+
+
+@pytest.mark.parametrize(
+    "sample,size,fetches",
+    [
+        ("trainjob", "500Gi", ["fetch-model"]),  # model from the Hub, corpus on a PVC
+        ("finetune", "200Gi", ["fetch-model", "fetch-dataset"]),
+        ("evalrun", "200Gi", ["fetch-model"]),
+    ],
+)
+def test_hub_cache_is_an_ephemeral_volume_with_a_storage_class(
+    sample: str, size: str, fetches: list[str]
+) -> None:
+    doc = load(sample)
+    plain = children(doc)
+    assert volumes(plain)["inputs"] == {"name": "inputs", "emptyDir": {}}  # no class: as before
+
+    ch = children(doc, storage_class="fast-nvme")
+    pod = ch.job["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == fetches
+    for c in pod["initContainers"]:
+        assert {"name": "inputs", "mountPath": "/mnt/inputs"} in c["volumeMounts"]
+    template = volumes(ch)["inputs"]["ephemeral"]["volumeClaimTemplate"]
+    assert set(volumes(ch)["inputs"]) == {"name", "ephemeral"}
+    assert template["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "fast-nvme",
+        "resources": {"requests": {"storage": size}},
+    }
+    labels = template["metadata"]["labels"]
+    assert labels["app.kubernetes.io/instance"] == doc["metadata"]["name"]
+    assert labels["app.kubernetes.io/component"] == "cache"
+    assert set(template["metadata"]) == {"labels"}  # the API allows only labels, annotations
+    # everything else is unchanged, and the pod change is a spec change
+    assert {k: v for k, v in volumes(ch).items() if k != "inputs"} == {
+        k: v for k, v in volumes(plain).items() if k != "inputs"
+    }
+    assert ch.spec_hash != plain.spec_hash
+
+
+def test_hub_cache_has_no_queue_label() -> None:
+    doc = load("evalrun")
+    doc["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] = "team-a"
+    template = volumes(children(doc, storage_class="ssd"))["inputs"]["ephemeral"][
+        "volumeClaimTemplate"
+    ]
+    assert "kueue.x-k8s.io/queue-name" not in template["metadata"]["labels"]
+
+
+def test_no_hub_source_no_cache_volume_even_with_a_storage_class() -> None:
+    doc = load("evalrun")
+    doc["spec"]["target"]["model"] = {"pvc": {"claimName": "model-store", "path": "m"}}
+    ch = children(doc, storage_class="fast-nvme")
+    assert "inputs" not in volumes(ch)
+    assert "initContainers" not in ch.job["spec"]["template"]["spec"]
+    assert not any("ephemeral" in v for v in volumes(ch).values())

@@ -346,3 +346,24 @@ def test_default_resources_fill_what_the_spec_leaves_out() -> None:
     res = c["containers"][0]["resources"]
     assert res["requests"] == {"nvidia.com/gpu": "2", "cpu": "4", "memory": "64Gi"}
     assert res["limits"] == {"nvidia.com/gpu": "2", "memory": "64Gi"}
+
+
+def test_hub_cache_is_an_ephemeral_volume_with_a_storage_class() -> None:
+    s = spec(model={"huggingFace": {"repo": "internlm/internlm2_5-7b-chat"}})
+    pod = build(s).deployment["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["inputs"] == {"name": "inputs", "emptyDir": {}}
+
+    pod = build(s, storage_class="fast-nvme").deployment["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in pod["volumes"]}
+    template = vols["inputs"]["ephemeral"]["volumeClaimTemplate"]
+    assert template["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "fast-nvme",
+        "resources": {"requests": {"storage": "200Gi"}},
+    }
+    assert template["metadata"]["labels"]["app.kubernetes.io/name"] == "modelserve"
+    assert [c["name"] for c in pod["initContainers"]] == ["fetch-model"]
+    # a PVC model needs no cache at all
+    pod = build(spec(), storage_class="fast-nvme").deployment["spec"]["template"]["spec"]
+    assert "inputs" not in {v["name"] for v in pod["volumes"]}

@@ -70,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument(
         "--default-storage-class",
         default=None,
-        help="storage class for PVCs the operator creates (env INTERNLM_DEFAULT_STORAGE_CLASS)",
+        help="storage class of the hub download cache: a generic ephemeral volume (one PVC "
+        "per pod) instead of an emptyDir (env INTERNLM_DEFAULT_STORAGE_CLASS)",
     )
     r.add_argument(
         "--default-resources",

@@ -5,7 +5,8 @@ Environment variables (all optional; the Helm chart sets them):
 - ``INTERNLM_IMAGE_<STAGE>``  workload image per stage (PRETRAIN, FINETUNE, EVAL, SERVE, AGENT)
 - ``INTERNLM_IMAGES``         JSON object ``{"pretrain": "...", ...}`` (per-stage vars win)
 - ``INTERNLM_IMAGE_PULL_POLICY``  ``IfNotPresent`` by default
-- ``INTERNLM_DEFAULT_STORAGE_CLASS``  storage class for PVCs the operator creates
+- ``INTERNLM_DEFAULT_STORAGE_CLASS``  storage class of the hub download cache: set, it is a
+  generic ephemeral volume (a ReadWriteOnce PVC per pod) instead of an emptyDir
 - ``INTERNLM_DEFAULT_RESOURCES``  JSON ResourceRequirements (``{"requests": {"cpu": "2"},
   "limits": {"memory": "8Gi"}}``): cpu and memory for a workload container whose resource sets
   none (other resource names are ignored; GPUs always come from the resource's spec)

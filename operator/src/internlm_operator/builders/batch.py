@@ -11,11 +11,11 @@ from ..runtimes import CONFIG_DIR, CONFIG_FILE, RenderContext, Rendered, for_res
 from ..status.batch import ATTEMPT_LABEL, HASH_ANNOTATION
 from .common import (
     Owner,
-    Storage,
     check_name,
     container_resources,
     source_location,
     stable_hash,
+    storage_for,
 )
 
 CONTAINER = "workload"
@@ -41,6 +41,8 @@ class BatchInputs:
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. a resolved endpoint
     attempt: int = 0  # restarts so far; stamped on the Job
     active_deadline_seconds: int | None = None  # remaining for this attempt
+    # the operator's --default-storage-class: hub downloads go to an ephemeral PVC of it
+    storage_class: str | None = None
     # the operator's --default-resources: cpu/memory where spec.resources sets none
     default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
@@ -136,7 +138,7 @@ def build(inp: BatchInputs) -> BatchChildren:
     image = spec.image or inp.image
     pull = spec.image_pull_policy or inp.pull_policy
 
-    storage = Storage(image=image, pull_policy=pull, hub_env=_hub_env(spec))
+    storage = storage_for(o, image, pull, _hub_env(spec), inp.storage_class)
     paths = {k: storage.mount(k, loc) for k, loc in _inputs(o.kind, spec, inp.upstream).items()}
     output_dir = storage.output(getattr(spec, "output", None))
 

@@ -19,6 +19,12 @@ SHORT = {"TrainJob": "tj", "FineTune": "ft", "EvalRun": "er", "ModelServe": "ms"
 PVC_ROOT = "/mnt/pvc"
 INPUTS_ROOT = "/mnt/inputs"
 LOCAL_OUTPUT = "/mnt/output"
+INPUTS_VOLUME = "inputs"
+CACHE_SIZE = {"TrainJob": "500Gi", "FineTune": "200Gi", "EvalRun": "200Gi", "ModelServe": "200Gi"}
+"""Size of the hub download cache when it is a generic ephemeral volume (a default storage
+class is set): the models (and, for the batch kinds, datasets) a pod downloads from the
+Hugging Face Hub or ModelScope. A 7B model in bf16 is ~15 GiB, 70B ~140 GiB; a TrainJob may
+also download its corpus."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,11 @@ class Storage:
     mounts: dict[str, dict[str, Any]] = field(default_factory=dict)
     init_containers: list[dict[str, Any]] = field(default_factory=list)
     output_uri: str | None = None
+    # With a storage class, the hub download cache is a generic ephemeral volume of that class
+    # (one ReadWriteOnce PVC per pod, created and deleted with it) instead of an emptyDir.
+    cache_storage_class: str | None = None
+    cache_size: str = "200Gi"
+    cache_labels: Mapping[str, str] = field(default_factory=dict)
 
     def _pvc(self, claim: str, read_only: bool) -> str:
         vol = f"pvc-{claim}"[:63]
@@ -177,8 +188,24 @@ class Storage:
         return mount
 
     def _inputs(self) -> None:
-        self.volumes.setdefault("inputs", {"name": "inputs", "emptyDir": {}})
-        self.mounts.setdefault("inputs", {"name": "inputs", "mountPath": INPUTS_ROOT})
+        self.volumes.setdefault(INPUTS_VOLUME, self.cache_volume())
+        self.mounts.setdefault(INPUTS_VOLUME, {"name": INPUTS_VOLUME, "mountPath": INPUTS_ROOT})
+
+    def cache_volume(self) -> dict[str, Any]:
+        """The volume hub sources are downloaded into: an emptyDir on the node's disk, or with
+        a storage class a generic ephemeral volume (``ephemeral.volumeClaimTemplate``)."""
+        if not self.cache_storage_class:
+            return {"name": INPUTS_VOLUME, "emptyDir": {}}
+        template: dict[str, Any] = {
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": self.cache_storage_class,
+                "resources": {"requests": {"storage": self.cache_size}},
+            }
+        }
+        if self.cache_labels:
+            template["metadata"] = {"labels": dict(self.cache_labels)}
+        return {"name": INPUTS_VOLUME, "ephemeral": {"volumeClaimTemplate": template}}
 
     def mount(self, key: str, loc: str) -> str:
         """Make ``loc`` available in the pod; returns the path (or URI) the workload uses."""
@@ -205,7 +232,7 @@ class Storage:
                     "imagePullPolicy": self.pull_policy,
                     "command": cmd,
                     "env": list(self.hub_env),
-                    "volumeMounts": [{"name": "inputs", "mountPath": INPUTS_ROOT}],
+                    "volumeMounts": [{"name": INPUTS_VOLUME, "mountPath": INPUTS_ROOT}],
                 }
             )
             return dest
@@ -225,6 +252,26 @@ class Storage:
         self.volumes.setdefault("output", {"name": "output", "emptyDir": {}})
         self.mounts.setdefault("output", {"name": "output", "mountPath": LOCAL_OUTPUT})
         return LOCAL_OUTPUT
+
+
+def storage_for(
+    o: Owner,
+    image: str,
+    pull_policy: str,
+    hub_env: list[dict[str, Any]],
+    storage_class: str | None = None,
+) -> Storage:
+    """A :class:`Storage` for a pod of ``o``: the hub cache sized for its kind and labelled for
+    it (without the Kueue label: the PVC is not a workload)."""
+    labels = {k: v for k, v in o.labels_for("cache").items() if k != QUEUE_LABEL}
+    return Storage(
+        image=image,
+        pull_policy=pull_policy,
+        hub_env=hub_env,
+        cache_storage_class=storage_class or None,
+        cache_size=CACHE_SIZE.get(o.kind, "200Gi"),
+        cache_labels=labels,
+    )
 
 
 def to_location(path: str | None, output_dir: str, output_loc: Any) -> str | None:

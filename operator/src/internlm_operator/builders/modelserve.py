@@ -19,11 +19,11 @@ from ..runtimes.lmdeploy import API_KEYS_ENV, served_model_name
 from .batch import _hub_env, scheduling
 from .common import (
     Owner,
-    Storage,
     check_name,
     container_resources,
     source_location,
     stable_hash,
+    storage_for,
 )
 from .longrunning import (
     CONTAINER,
@@ -57,6 +57,8 @@ class ServeInputs:
     pull_policy: str = "IfNotPresent"
     model_location: str | None = None  # resolved location when spec.model is fromResource
     adapter_locations: Mapping[str, str] = field(default_factory=dict)  # fromResource adapters
+    # the operator's --default-storage-class: hub downloads go to an ephemeral PVC of it
+    storage_class: str | None = None
     # the operator's --default-resources: cpu/memory where spec.resources sets none
     default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
@@ -126,7 +128,7 @@ def build(inp: ServeInputs) -> ServeChildren:
     pull = spec.image_pull_policy or inp.pull_policy
     served = served_model_name(o.name, spec)
 
-    storage = Storage(image=image, pull_policy=pull, hub_env=_hub_env(spec))
+    storage = storage_for(o, image, pull, _hub_env(spec), inp.storage_class)
     model_loc = _location(spec.model, inp.model_location, "the model")
     paths = {"model": storage.mount("model", model_loc)}
     for a in spec.adapters or []:

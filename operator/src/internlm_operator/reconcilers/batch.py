@@ -121,6 +121,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
                     attempt=restarts,
                     active_deadline_seconds=rp.active_deadline_seconds,
                     default_resources=ctx.config.default_resources,
+                    storage_class=ctx.config.default_storage_class,
                 )
             )
     except Exception as e:

@@ -127,6 +127,7 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
                     model_location=res.model,
                     adapter_locations=res.adapters,
                     default_resources=ctx.config.default_resources,
+                    storage_class=ctx.config.default_storage_class,
                 )
             )
     except Exception as e:
