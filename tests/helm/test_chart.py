@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from internlm_operator import config as cfg
 
 from tests.conftest import REPO
 
@@ -128,6 +129,29 @@ def test_workload_settings_reach_the_operator(helm: Helm) -> None:
     assert env["INTERNLM_DEFAULT_STORAGE_CLASS"] == "fast-nvme"
     assert env["INTERNLM_DEFAULT_RESOURCES"] == '{"requests":{"cpu":4}}'
     assert env["INTERNLM_IMAGE_PULL_POLICY"] == "Always"
+
+
+def test_operator_defaults_match_the_chart(helm: Helm) -> None:
+    """An operator run without the chart (no env) uses the chart's workload images, and what
+    the chart passes is what the operator reads."""
+    env = _env(one(helm.template(), "Deployment"))
+    chart_images = {s: env[f"INTERNLM_IMAGE_{s.upper()}"] for s in STAGES}
+    assert cfg.default_images() == chart_images
+    assert cfg.from_env({}).images == chart_images
+    assert cfg.from_env({}).image_pull_policy == env["INTERNLM_IMAGE_PULL_POLICY"]
+    env = _env(
+        one(
+            helm.template(
+                "workloads.defaultResources.requests.cpu=4",
+                "workloads.defaultResources.limits.memory=8Gi",
+                "workloads.defaultStorageClass=fast-nvme",
+            ),
+            "Deployment",
+        )
+    )
+    c = cfg.from_env({k: v for k, v in env.items() if v is not None})
+    assert c.default_resources == {"requests": {"cpu": "4"}, "limits": {"memory": "8Gi"}}
+    assert c.default_storage_class == "fast-nvme"
 
 
 def _rules(role: dict[str, Any]) -> set[tuple[str, str, str]]:

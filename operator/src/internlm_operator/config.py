@@ -28,12 +28,14 @@ from typing import Any
 log = logging.getLogger("internlm_operator")
 
 STAGES = ("pretrain", "finetune", "eval", "serve", "agent")
-DEFAULT_IMAGE_REPO = "ghcr.io/internlm/internlm-workloads"
+# The Helm chart's defaults (workloads.image.registry, the chart's appVersion): an operator run
+# without the chart uses the same images, <registry>/<stage>:<tag>.
+DEFAULT_IMAGE_REGISTRY = "ghcr.io/internlm-operator"
 DEFAULT_IMAGE_TAG = "0.1.0"
 
 
 def default_images() -> dict[str, str]:
-    return {s: f"{DEFAULT_IMAGE_REPO}-{s}:{DEFAULT_IMAGE_TAG}" for s in STAGES}
+    return {s: f"{DEFAULT_IMAGE_REGISTRY}/{s}:{DEFAULT_IMAGE_TAG}" for s in STAGES}
 
 
 @dataclass(frozen=True)
