@@ -24,7 +24,6 @@ from internlm_operator.operator import operator_task
 from tests.conftest import Cluster, wait_until
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-GPU_PRODUCT = "NVIDIA-H200"  # what the local cluster's simulated nodes carry
 
 
 class OperatorHandle:
@@ -116,14 +115,6 @@ def sample(name: str) -> dict[str, Any]:
 
 def samples(name: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all((SAMPLES / f"{name}.yaml").read_text()) if d]
-
-
-def fit_to_cluster(doc: dict[str, Any]) -> dict[str, Any]:
-    """Point a sample's GPU product at the simulated nodes' product."""
-    res = doc.get("spec", {}).get("resources")
-    if res and res.get("gpuProduct"):
-        res["gpuProduct"] = GPU_PRODUCT
-    return doc
 
 
 def make_pvcs(cluster: Cluster, namespace: str, *claims: str) -> None:

@@ -11,7 +11,6 @@ from tests.integration.conftest import (
     Batch,
     OperatorHandle,
     claims_of,
-    fit_to_cluster,
     make_pvcs,
     sample,
 )
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.cluster
 def test_finetune_sample_completes(
     cluster: Cluster, namespace: str, operator: OperatorHandle
 ) -> None:
-    doc = fit_to_cluster(sample("finetune"))
+    doc = sample("finetune")
     make_pvcs(cluster, namespace, *claims_of(doc))
     cluster.apply(doc, namespace=namespace)
     ft = Batch(cluster, namespace, "FineTune", doc["metadata"]["name"])
@@ -66,7 +65,7 @@ SCORES = [
 def test_evalrun_sample_scores_and_passed(
     cluster: Cluster, namespace: str, operator: OperatorHandle, gsm8k: float, passed: bool
 ) -> None:
-    doc = fit_to_cluster(sample("evalrun"))
+    doc = sample("evalrun")
     make_pvcs(cluster, namespace, *claims_of(doc))
     cluster.apply(doc, namespace=namespace)
     er = Batch(cluster, namespace, "EvalRun", doc["metadata"]["name"])

@@ -12,7 +12,6 @@ from tests.integration.conftest import (
     Batch,
     OperatorHandle,
     claims_of,
-    fit_to_cluster,
     make_pvcs,
     samples,
 )
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.cluster
 def test_pipeline_converges_to_ready_agent(
     cluster: Cluster, namespace: str, operator: OperatorHandle
 ) -> None:
-    docs = [fit_to_cluster(d) for d in samples("pipeline")]
+    docs = samples("pipeline")
     claims: set[str] = set()
     for d in docs:
         claims |= claims_of(d)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.conftest import OperatorHandle, fit_to_cluster, make_pvcs, sample
+from tests.integration.conftest import OperatorHandle, make_pvcs, sample
 
 pytestmark = pytest.mark.cluster
 
@@ -93,7 +93,7 @@ def flag(args: list[str], name: str) -> str | None:
 def test_sample_ready_scale_rollout_crash(
     cluster: Cluster, namespace: str, operator: OperatorHandle
 ) -> None:
-    doc = fit_to_cluster(sample("modelserve"))
+    doc = sample("modelserve")
     name = doc["metadata"]["name"]
     secret(cluster, namespace, "lmdeploy-api-key", "api-key")
     cluster.apply(doc, namespace=namespace)

@@ -16,7 +16,6 @@ from tests.integration.conftest import (
     Batch,
     OperatorHandle,
     claims_of,
-    fit_to_cluster,
     make_pvcs,
     sample,
 )
@@ -26,7 +25,7 @@ pytestmark = pytest.mark.cluster
 
 def small(name: str, **spec: Any) -> dict[str, Any]:
     """A one-node TrainJob with tight retry settings."""
-    doc = fit_to_cluster(sample("trainjob"))
+    doc = sample("trainjob")
     doc["metadata"] = {"name": name}
     doc["spec"]["nodes"] = 1
     doc["spec"]["optimization"]["globalBatchSize"] = 16
@@ -54,7 +53,7 @@ def events(cluster: Cluster, ns: str, name: str) -> list[tuple[str, str]]:
 def test_sample_completes_with_children(
     cluster: Cluster, namespace: str, operator: OperatorHandle
 ) -> None:
-    doc = fit_to_cluster(sample("trainjob"))
+    doc = sample("trainjob")
     tj = apply(cluster, namespace, doc)
     name = doc["metadata"]["name"]
     job = wait_until("the Job", tj.job, timeout=60)

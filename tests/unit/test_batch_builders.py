@@ -106,7 +106,7 @@ def test_queue_label_and_scheduling_pass_through() -> None:
     assert pod["priorityClassName"] == "high" and pod["schedulerName"] == "volcano"
     assert pod["nodeSelector"] == {
         "pool": "a100",
-        "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3",
+        "nvidia.com/gpu.product": "NVIDIA-H200",
     }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +58,63 @@ def test_single_sample_is_self_contained(name: str) -> None:
         assert field not in text, f"{name}.yaml references another resource ({field})"
 
 
+def _local_nodes() -> list[dict[str, Any]]:
+    """The simulated nodes of the local cluster (e2e/cluster/localcluster.py)."""
+    path = SAMPLES.parent / "e2e" / "cluster" / "localcluster.py"
+    spec = importlib.util.spec_from_file_location("_localcluster_nodes", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    nodes: list[dict[str, Any]] = mod.node_manifests()
+    return nodes
+
+
+_SUFFIX = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_SUFFIX.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60})
+
+
+def _quantity(q: int | str) -> float:
+    m = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(q))
+    assert m, q
+    return float(m.group(1)) * _SUFFIX.get(m.group(2), 1)
+
+
+def _schedulable(pod_needs: dict[str, Any], node: dict[str, Any]) -> bool:
+    labels = node["metadata"]["labels"]
+    if any(labels.get(k) != v for k, v in pod_needs["nodeSelector"].items()):
+        return False
+    if node["spec"].get("taints"):
+        return False  # the local nodes have none; keep the check honest if that changes
+    free = node["status"]["allocatable"]
+    return all(
+        _quantity(free.get(r, 0)) >= _quantity(amount)
+        for r, amount in pod_needs["requests"].items()
+    )
+
+
 @pytest.mark.parametrize("name", [*SINGLE, "pipeline"])
-def test_gpu_requests_fit_a_node(name: str) -> None:
+def test_samples_fit_the_local_cluster_as_written(name: str) -> None:
+    """Every sample schedules on the local cluster's simulated nodes without edits: GPU product,
+    node selector, GPUs, cpu and memory per pod (tests elsewhere apply the samples as-is)."""
+    nodes = _local_nodes()
     for doc in docs(name):
-        gpus = doc["spec"].get("resources", {}).get("gpusPerNode", 0)
-        assert gpus <= 8
+        model = parse(doc)
+        res = model.spec.resources
+        requests: dict[str, Any] = {}
+        if getattr(res, "gpus_per_node", 0):
+            requests["nvidia.com/gpu"] = res.gpus_per_node
+        for r in ("cpu", "memory"):
+            if getattr(res, r, None) is not None:
+                requests[r] = getattr(res, r)
+        scheduling = getattr(model.spec, "scheduling", None)
+        selector = dict((scheduling.node_selector if scheduling is not None else None) or {})
+        if getattr(res, "gpu_product", None):
+            selector["nvidia.com/gpu.product"] = res.gpu_product
+        needs = {"nodeSelector": selector, "requests": requests}
+        fits = [n["metadata"]["name"] for n in nodes if _schedulable(needs, n)]
+        pods = int(getattr(model.spec, "nodes", 1) or 1)
+        assert len(fits) >= pods, f"{name}: {doc['kind']} {needs} fits {fits}, needs {pods} nodes"
 
 
 def test_pipeline_chains_all_five_kinds() -> None:
