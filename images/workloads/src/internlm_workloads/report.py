@@ -158,8 +158,10 @@ class Child:
         log_path: Path | None = None,
         cwd: str | Path | None = None,
         grace: float = 30.0,
+        on_line: Any = None,
     ) -> None:
         self.argv = list(argv)
+        self.on_line = on_line
         self.grace = grace
         self.signalled: int | None = None
         self._log_file = open(log_path, "ab") if log_path else None  # noqa: SIM115
@@ -189,6 +191,11 @@ class Child:
             sys.stdout.flush()
             self._log_file.write(chunk)
             self._log_file.flush()
+            if self.on_line is not None:
+                try:
+                    self.on_line(chunk.decode(errors="replace"))
+                except Exception as e:  # progress parsing must never break the run
+                    log(f"progress parsing failed: {e}")
 
     def _forward(self, signum: int, _frame: Any) -> None:
         self.signalled = signum
@@ -229,10 +236,11 @@ def run_tool(
     env: dict[str, str] | None = None,
     log_path: Path | None = None,
     cwd: str | Path | None = None,
+    on_line: Any = None,
 ) -> None:
     """Run a tool to completion; a non-zero exit is a StageError naming the tool."""
     try:
-        child = Child(argv, env=env, log_path=log_path, cwd=cwd)
+        child = Child(argv, env=env, log_path=log_path, cwd=cwd, on_line=on_line)
     except FileNotFoundError as e:
         raise StageError(f"{what}: {argv[0]} not found in this image") from e
     rc = child.wait()
