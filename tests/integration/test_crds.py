@@ -253,6 +253,7 @@ INVALID: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("er-two-targets", "EvalRun", {"spec.target.modelServe": "chat"}, ("spec.target", "exactly one of model, modelServe or endpoint")),
     ("er-temperature-absurd", "EvalRun", {"spec.generation.temperature": 5}, ("spec.generation.temperature", "less than or equal to 2")),
     ("er-dataset-name-invalid", "EvalRun", {"spec.datasets[0]": "gsm8k gen"}, ("spec.datasets[0]", "should match")),
+    ("er-custom-format-training", "EvalRun", {"spec.customDatasets": [{"name": "domain", "pvc": {"claimName": "d"}, "format": "alpaca"}]}, ("spec.customDatasets[0].format", "Unsupported value", "mcq", "qa")),
     ("er-too-many-datasets", "EvalRun", {"spec.datasets": [f"d{i}_gen" for i in range(65)], "spec.thresholds": DELETE}, ("spec.datasets", "must have at most 64 items")),
     # ModelServe
     ("ms-tp-unknown", "ModelServe", {"spec.tensorParallel": 3}, ("spec.tensorParallel", "Unsupported value")),

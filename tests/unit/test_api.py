@@ -147,7 +147,7 @@ def test_thresholds_accept_config_prefix_and_custom_names() -> None:
         manifest(
             "EvalRun",
             datasets=["gsm8k_gen"],
-            customDatasets=[{"name": "domain-qa", "pvc": {"claimName": "d"}, "format": "jsonl"}],
+            customDatasets=[{"name": "domain-qa", "pvc": {"claimName": "d"}, "format": "qa"}],
             thresholds=[
                 {"dataset": "gsm8k", "min": 50},
                 {"dataset": "gsm8k_gen", "min": 50},
@@ -197,3 +197,39 @@ def test_kind_info_lookup() -> None:
         kind_info("Pod")
     with pytest.raises(KeyError):
         parse({"kind": "Pod"})
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        ({}, "qa"),  # the default
+        ({"format": "qa"}, "qa"),
+        ({"format": "mcq"}, "mcq"),
+    ],
+)
+def test_custom_dataset_formats_are_what_the_workload_runs(
+    entry: dict[str, Any], expected: str
+) -> None:
+    er = EvalRun.model_validate(
+        manifest(
+            "EvalRun",
+            customDatasets=[
+                {"name": "domain", "pvc": {"claimName": "d", "path": "x.jsonl"}, **entry}
+            ],
+        )
+    )
+    assert er.spec.custom_datasets is not None
+    assert er.spec.custom_datasets[0].format == expected
+
+
+@pytest.mark.parametrize("fmt", ["alpaca", "openai", "text", "jsonl", "tokenized"])
+def test_custom_dataset_training_layouts_are_rejected(fmt: str) -> None:
+    """Training record layouts mean nothing to OpenCompass custom datasets (mcq or qa)."""
+    with pytest.raises(ValidationError) as err:
+        parse(
+            manifest(
+                "EvalRun",
+                customDatasets=[{"name": "domain", "pvc": {"claimName": "d"}, "format": fmt}],
+            )
+        )
+    assert "'mcq' or 'qa'" in str(err.value)

@@ -3,6 +3,7 @@ accepted by the workload side's own config parser (the contract, checked from bo
 
 from __future__ import annotations
 
+import ast
 import copy
 import json
 import sys
@@ -315,3 +316,59 @@ def test_no_hub_source_no_cache_volume_even_with_a_storage_class() -> None:
     assert "inputs" not in volumes(ch)
     assert "initContainers" not in ch.job["spec"]["template"]["spec"]
     assert not any("ephemeral" in v for v in volumes(ch).values())
+
+
+@pytest.mark.parametrize("fmt", ["mcq", "qa"])
+def test_custom_dataset_format_reaches_the_workload_unchanged(fmt: str) -> None:
+    doc = load("evalrun")
+    doc["spec"]["customDatasets"] = [
+        {"name": "domain", "format": fmt, "pvc": {"claimName": "evals", "path": "domain.jsonl"}},
+        {"name": "plain", "pvc": {"claimName": "evals", "path": "plain.csv"}},  # default qa
+    ]
+    ch = children(doc)
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    assert cfg["spec"]["customDatasets"] == [
+        {"name": "domain", "path": "/mnt/pvc/evals/domain.jsonl", "format": fmt},
+        {"name": "plain", "path": "/mnt/pvc/evals/plain.csv", "format": "qa"},
+    ]
+    parsed = parse_config(cfg, "eval")  # the workload's own parser: mcq | qa
+    assert [(c.name, c.format) for c in parsed.spec.custom_datasets] == [
+        ("domain", fmt),
+        ("plain", "qa"),
+    ]
+    # the OpenCompass config the workload runs lists them too, with data_type = format
+    oc = ch.config_map["data"]["opencompass_config.py"]
+    assert (
+        f'datasets.append({{"abbr": "domain", "data_type": "{fmt}", "infer_method": "gen", '
+        '"path": "/mnt/pvc/evals/domain.jsonl"})'
+    ) in oc
+    assert '"abbr": "plain", "data_type": "qa"' in oc
+    compile(oc, "opencompass_config.py", "exec")  # valid Python
+
+
+@pytest.mark.parametrize(
+    "value,same_as_before",
+    [
+        (None, True),
+        (True, True),
+        ([1, 2.5, "x", False], True),
+        ({"b": None, "a": [True, {"c": "d"}]}, True),
+        ('quote " and \\ backslash\n', True),
+        # JSON keywords inside strings stay as they are (the old text replacement broke them)
+        ("/mnt/pvc/true-north/null/false.jsonl", False),
+        ({"path": "/data/nullable", "flag": True}, False),
+    ],
+)
+def test_py_literal_round_trips(value: Any, same_as_before: bool) -> None:
+    from internlm_operator.runtimes.base import py_literal
+
+    text = py_literal(value)
+    assert ast.literal_eval(text) == value
+    old = (
+        json.dumps(value, sort_keys=True)
+        .replace("true", "True")
+        .replace("false", "False")
+        .replace("null", "None")
+    )
+    # the same spelling wherever the old one was right: no config-hash churn on upgrade
+    assert (text == old) is same_as_before

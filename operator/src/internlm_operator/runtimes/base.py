@@ -76,10 +76,17 @@ def drop_none(value: Any) -> Any:
 
 
 def py_literal(value: Any) -> str:
-    """A Python literal for a JSON-able value (for the Python-syntax tool configs)."""
-    return (
-        json.dumps(value, sort_keys=True)
-        .replace("true", "True")
-        .replace("false", "False")
-        .replace("null", "None")
-    )
+    """A Python literal for a JSON-able value (for the Python-syntax tool configs): JSON
+    spelling (double-quoted strings, sorted keys, ", " and ": "), which Python reads, except
+    that true, false and null become True, False and None -- as tokens only, never inside a
+    string (a path such as /data/true-north stays as it is)."""
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    if isinstance(value, dict):
+        items = sorted((str(k), v) for k, v in value.items())
+        return "{" + ", ".join(f"{json.dumps(k)}: {py_literal(v)}" for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(py_literal(v) for v in value) + "]"
+    return json.dumps(value)  # str, int, float

@@ -14,8 +14,9 @@ from .base import (
     py_literal,
 )
 
-# The workload knows two record layouts for custom datasets.
-CUSTOM_FORMATS = {"jsonl": "qa", "alpaca": "qa", "openai": "qa", "text": "qa"}
+# The record layouts of custom datasets the workload runs (OpenCompass' data_type); the API
+# allows exactly these, and they pass through unchanged.
+CUSTOM_FORMATS = ("mcq", "qa")
 
 
 def eval_spec(ctx: RenderContext) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def eval_spec(ctx: RenderContext) -> dict[str, Any]:
             {
                 "name": c.name,
                 "path": ctx.paths[f"custom:{c.name}"],
-                "format": CUSTOM_FORMATS[c.format],
+                "format": c.format,
             }
         )
     g = s.generation
@@ -81,6 +82,16 @@ def opencompass_config(ctx: RenderContext, spec: dict[str, Any]) -> str:
         "datasets = sum((v for k, v in list(locals().items()) if k.startswith('_') "
         "and isinstance(v, list)), [])"
     )
+    # Custom datasets as OpenCompass takes them without a config of their own (it fills in
+    # the rest from data_type: mcq or qa), exactly as the workload renders them itself.
+    for c in spec["customDatasets"]:
+        entry = {
+            "path": c["path"],
+            "abbr": c["name"],
+            "data_type": c["format"],
+            "infer_method": "gen",
+        }
+        lines.append(f"datasets.append({py_literal(entry)})")
     if t["type"] == "weights":
         model = (
             "dict(type='HuggingFaceCausalLM', abbr={name}, path={path}, tokenizer_path={tok}, "

@@ -80,10 +80,23 @@ class EvalTarget(ApiModel):
         return self
 
 
+CustomDatasetFormat = Literal["mcq", "qa"]
+"""The record layouts of OpenCompass custom datasets the eval workload runs (its data_type)."""
+
+
 class CustomDataset(DatasetSource):
-    """A dataset of your own, evaluated alongside the OpenCompass ones."""
+    """A dataset of your own (a .jsonl or .csv file), evaluated alongside the OpenCompass ones."""
 
     name: DatasetName = Field(description="Name used in scores and thresholds.")
+    # Narrows DatasetSource.format (training layouts) to what OpenCompass custom datasets take.
+    format: CustomDatasetFormat = Field(  # type: ignore[assignment]
+        default="qa",
+        description=(
+            "Record layout, OpenCompass' custom dataset data_type: qa (question and answer "
+            "columns, scored on the generated answer) or mcq (multiple choice: question, "
+            "option columns A, B, C, ..., and the answer letter)."
+        ),
+    )
 
 
 class Generation(ApiModel):
