@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Any
@@ -190,6 +191,51 @@ def _assert_least_privilege(rules: set[tuple[str, str, str]]) -> None:
         # Only read (kopf writes nothing on them); creating and deleting them is the user's call.
         assert {v for g, res, v in rules if res == k} == {"get", "list", "watch"}
         assert {v for g, res, v in rules if res == f"{k}/status"} == {"patch"}
+
+
+def _doc_rbac_table(doc: str, heading: str) -> set[tuple[str, str, str]]:
+    """(group, resource, verb) from the markdown RBAC table under ``heading`` in ``doc``:
+    rows ``| `group` | resources | verbs | why |``, "`*/status` of the five" expanded."""
+    text = (REPO / "docs" / doc).read_text()
+    section = text[text.index(heading) :]
+    out: set[tuple[str, str, str]] = set()
+    started = False
+    for line in section.splitlines()[1:]:
+        if not line.startswith("|"):
+            if started:
+                break
+            continue
+        started = True
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("API group", "---"):
+            continue
+        group = cells[0].strip("`").replace('""', "")
+        m = re.fullmatch(r"`\*/(\w+)` of the five", cells[1])
+        resources = [f"{k}/{m.group(1)}" for k in KINDS] if m else cells[1].split(", ")
+        for res in resources:
+            for verb in cells[2].split(", "):
+                out.add((group, res.strip(), verb.strip()))
+    assert out, f"no RBAC table under {heading!r} in docs/{doc}"
+    return out
+
+
+@pytest.mark.parametrize(
+    "doc,heading",
+    [
+        ("operator.md", "### What it needs from the API (RBAC)"),
+        ("helm.md", "## RBAC: exactly what the operator calls"),
+    ],
+)
+def test_rbac_docs_match_the_chart(helm: Helm, doc: str, heading: str) -> None:
+    """The RBAC tables in the docs say exactly what the chart grants (tests/helm/test_demo.py
+    proves the chart's set sufficient for the whole pipeline)."""
+    docs = helm.template()
+    granted = _rules(
+        {r["metadata"]["name"]: r for r in by_kind(docs, "ClusterRole")}["rel-internlm-operator"]
+    )
+    documented = _doc_rbac_table(doc, heading)
+    assert documented - granted == set(), "documented but not granted"
+    assert granted - documented == set(), "granted but not documented"
 
 
 def test_rbac_clusterwide_by_default(helm: Helm) -> None:
