@@ -31,11 +31,14 @@ lint: venv
 	$(PY) -m ruff format --check operator tests e2e bench images
 	$(PY) -m mypy operator/src/internlm_operator
 
+# crds/ from the API models, then the chart's copies (helm-crds) from crds/, so they never drift.
 crds: venv
 	$(PY) -m internlm_operator.crdgen --out crds
+	$(PY) hack/helm_crds.py
 
 crds-check: venv
 	$(PY) -m internlm_operator.crdgen --check crds
+	$(PY) hack/helm_crds.py --check
 
 test-unit: venv
 	$(PY) -m pytest tests/unit -q

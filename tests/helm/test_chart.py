@@ -30,6 +30,26 @@ def test_crd_templates_are_generated_from_crds() -> None:
 
 
 @pytest.mark.parametrize(
+    "target,command",
+    [
+        ("crds", "hack/helm_crds.py"),
+        ("crds-check", "hack/helm_crds.py --check"),
+    ],
+)
+def test_make_crds_targets_cover_the_chart_copies(target: str, command: str) -> None:
+    """`make crds` regenerates the chart's CRD templates after crds/, `make crds-check` fails
+    when they drift: the two copies cannot diverge through the usual workflow."""
+    res = subprocess.run(
+        ["make", "-n", target], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    lines = [line.strip() for line in res.stdout.splitlines()]
+    crdgen = next(i for i, line in enumerate(lines) if "internlm_operator.crdgen" in line)
+    helm = next(i for i, line in enumerate(lines) if line.endswith(command))
+    assert crdgen < helm, lines  # the chart's copies are made from the fresh crds/
+
+
+@pytest.mark.parametrize(
     "sets",
     [
         [],
