@@ -52,8 +52,13 @@ def free_port() -> int:
 
 
 def stage_config(stage: str, spec: dict[str, Any], out: Path, name: str = "t") -> dict[str, Any]:
-    kind = {"pretrain": "TrainJob", "finetune": "FineTune", "eval": "EvalRun",
-            "serve": "ModelServe", "agent": "Agent"}[stage]
+    kind = {
+        "pretrain": "TrainJob",
+        "finetune": "FineTune",
+        "eval": "EvalRun",
+        "serve": "ModelServe",
+        "agent": "Agent",
+    }[stage]
     return {
         "apiVersion": API,
         "stage": stage,
@@ -81,7 +86,11 @@ class StageRun:
     def start(self) -> StageRun:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+            self.argv,
+            env=self.env,
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         return self
@@ -135,7 +144,8 @@ def make_stage(
     (workdir / "config.json").write_text(json.dumps(cfg, indent=1))
     path = [str(WORKLOADS_SRC)] + ([str(SHIMS)] if shims else [])
     e = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith(("PYTHON", "VIRTUAL_ENV", "INTERNLM_"))
     }
     e.update(
@@ -172,8 +182,13 @@ def py(image: str, code: str, timeout: float = 300, **kw: Any) -> str:
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
     env.update(kw.pop("env", {}))
     res = subprocess.run(
-        [f"{venv}/bin/python", "-c", code], capture_output=True, text=True, timeout=timeout,
-        env=env, check=False, **kw,
+        [f"{venv}/bin/python", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+        **kw,
     )
     if res.returncode != 0:
         pytest.fail(f"snippet failed in {image} env:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
@@ -198,7 +213,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = image_env("finetune")
     res = subprocess.run(
         [f"{venv}/bin/python", str(HELPERS / "make_tiny.py"), str(out)],
-        capture_output=True, text=True, check=False, timeout=600,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""},
     )
     if res.returncode != 0:

@@ -57,44 +57,75 @@ def taught_model(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     itself) to reply with a tool call, then with a final answer once the tool responded."""
     work = tmp_path_factory.mktemp("agent-model")
     cfg = work / "config.json"
-    cfg.write_text(json.dumps({
-        "apiVersion": "workloads.internlm.io/v1", "stage": "agent",
-        "spec": agent_spec(1, 2),
-    }))
+    cfg.write_text(
+        json.dumps(
+            {
+                "apiVersion": "workloads.internlm.io/v1",
+                "stage": "agent",
+                "spec": agent_spec(1, 2),
+            }
+        )
+    )
     agent_py = image_env("agent") / "bin" / "python"
     env = {**os.environ, "PYTHONPATH": str(WORKLOADS_SRC)}
     out = subprocess.run(
         [str(agent_py), str(HELPERS / "agent_prompts.py"), str(cfg), QUESTION, CALL],
-        capture_output=True, text=True, env=env, check=True, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=300,
     ).stdout
     prompts = json.loads(out)
     assert prompts["action"] == "PythonInterpreter" and prompts["result"] == "42"
-    pairs = [{"messages": prompts["turn1"], "reply": CALL},
-             {"messages": prompts["turn2"], "reply": FINAL}]
+    pairs = [
+        {"messages": prompts["turn1"], "reply": CALL},
+        {"messages": prompts["turn2"], "reply": FINAL},
+    ]
     (work / "pairs.json").write_text(json.dumps(pairs))
     subprocess.run(
-        [str(image_env("pretrain") / "bin" / "python"), str(HELPERS / "teach.py"),
-         str(tiny / "model"), str(work / "pairs.json"), str(work / "model")],
-        capture_output=True, text=True, check=True, timeout=600,
+        [
+            str(image_env("pretrain") / "bin" / "python"),
+            str(HELPERS / "teach.py"),
+            str(tiny / "model"),
+            str(work / "pairs.json"),
+            str(work / "model"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"},
     )
     return work / "model"
 
 
 @pytest.fixture(scope="module")
-def llm_server(taught_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    tuple[int, Path]
-]:
+def llm_server(
+    taught_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[int, Path]]:
     port = free_port()
     log = tmp_path_factory.mktemp("llm") / "requests.jsonl"
     proc = subprocess.Popen(
-        [str(image_env("pretrain") / "bin" / "python"), str(HELPERS / "openai_server.py"),
-         "--model", str(taught_model), "--port", str(port), "--log", str(log)],
+        [
+            str(image_env("pretrain") / "bin" / "python"),
+            str(HELPERS / "openai_server.py"),
+            "--model",
+            str(taught_model),
+            "--port",
+            str(port),
+            "--log",
+            str(log),
+        ],
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    wait_until("the LLM server", lambda: http("GET", f"http://127.0.0.1:{port}/v1/models")[0]
-               == 200, timeout=120)
+    wait_until(
+        "the LLM server",
+        lambda: http("GET", f"http://127.0.0.1:{port}/v1/models")[0] == 200,
+        timeout=120,
+    )
     yield port, log
     proc.terminate()
     proc.wait(timeout=30)

@@ -79,8 +79,12 @@ def test_finetune_xtuner_failure_exit_zero_is_caught(tiny: Path, tmp_path: Path)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"prompt": "no alpaca fields", "completion": "x"}] * 8))
     run = make_stage(
-        "finetune", "finetune", ft_spec(tiny, datasetPath=str(bad)), tmp_path / "run",
-        env=CPU, shims=True,
+        "finetune",
+        "finetune",
+        ft_spec(tiny, datasetPath=str(bad)),
+        tmp_path / "run",
+        env=CPU,
+        shims=True,
     )
     rc = run.run(timeout=850)
     result = run.termination()

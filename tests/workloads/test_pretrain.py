@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -65,10 +66,8 @@ def kill_tree(pid: int) -> None:
         tree.append(p)
         todo += children.get(p, [])
     for p in tree:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -80,9 +79,7 @@ def metrics(run_dir: Path) -> list[dict[str, Any]]:
 def test_pretrain_zero2_loss_decreases_kill_resume_and_hf_model_loads(
     tiny: Path, tmp_path: Path
 ) -> None:
-    spec = pretrain_spec(
-        tiny, maxSteps=200, checkpoint={"interval": 50, "keep": 2, "resume": True}
-    )
+    spec = pretrain_spec(tiny, maxSteps=200, checkpoint={"interval": 50, "keep": 2, "resume": True})
     env = {"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
     run = make_stage("pretrain", "pretrain", spec, tmp_path, env=env).start()
     # the first start compiles DeepSpeed's CPU comm op (cached in TORCH_EXTENSIONS_DIR)
@@ -104,9 +101,7 @@ def test_pretrain_zero2_loss_decreases_kill_resume_and_hf_model_loads(
     # the restarted pod (a new pod has its own network namespace: take a fresh port here)
     run.env["MASTER_PORT"] = str(free_port())
     run.start()
-    seen = wait_until(
-        "GET /progress", lambda: _get_progress(port), timeout=600, interval=0.2
-    )
+    seen = wait_until("GET /progress", lambda: _get_progress(port), timeout=600, interval=0.2)
     assert seen["totalSteps"] == 200
     rc = run.wait(timeout=900)
     log = run.log()

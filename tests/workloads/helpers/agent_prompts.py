@@ -22,5 +22,13 @@ _, action, action_input = proto.parse(reply1, execu)
 ret = execu(action, action_input)
 history.append(proto.format_response(ret))
 turn2 = llm.template_parser._prompt2api(proto.format([], history, execu, force_stop=False))
-print(json.dumps({"turn1": turn1, "turn2": turn2, "action": action,
-                  "result": ret.format_result() if ret.result else ret.errmsg}))
+print(
+    json.dumps(
+        {
+            "turn1": turn1,
+            "turn2": turn2,
+            "action": action,
+            "result": ret.format_result() if ret.result else ret.errmsg,
+        }
+    )
+)

@@ -94,8 +94,16 @@ qa = [{"question": f"Repeat: {s}", "answer": s} for s in (sentence() for _ in ra
 mcq = []
 for _ in range(6):
     name = rng.choice(NAMES)
-    mcq.append({"question": f"Who is {name}?", "A": name, "B": "nobody", "C": "the cat",
-                "D": "a dog", "answer": "A"})
+    mcq.append(
+        {
+            "question": f"Who is {name}?",
+            "A": name,
+            "B": "nobody",
+            "C": "the cat",
+            "D": "a dog",
+            "answer": "A",
+        }
+    )
 (out / "tiny_mcq.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mcq))
 
 print(json.dumps({"params": n_params, "vocab": len(hf_tok)}))

@@ -36,16 +36,20 @@ def generate(messages, max_tokens, temperature, stop):
         kw = {"do_sample": True, "temperature": float(temperature)}
     with lock, torch.no_grad():
         out = model.generate(
-            ids, attention_mask=torch.ones_like(ids), max_new_tokens=int(max_tokens),
-            eos_token_id=STOP_IDS, pad_token_id=tok.pad_token_id, **kw,
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=int(max_tokens),
+            eos_token_id=STOP_IDS,
+            pad_token_id=tok.pad_token_id,
+            **kw,
         )
-    new = out[0, ids.shape[1]:]
+    new = out[0, ids.shape[1] :]
     finish = "stop" if len(new) and int(new[-1]) in STOP_IDS else "length"
     text = tok.decode(new, skip_special_tokens=True)
     for s in stop or []:
         if s and s in text:
             text, finish = text.split(s)[0], "stop"
-    return text, int(ids.shape[1]), int(len(new)), finish
+    return text, int(ids.shape[1]), len(new), finish
 
 
 class H(BaseHTTPRequestHandler):
@@ -61,8 +65,13 @@ class H(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path in ("/v1/models", "/models"):
-            self.send(200, {"object": "list", "data": [
-                {"id": args.name, "object": "model", "owned_by": "test"}]})
+            self.send(
+                200,
+                {
+                    "object": "list",
+                    "data": [{"id": args.name, "object": "model", "owned_by": "test"}],
+                },
+            )
         elif self.path == "/health":
             self.send(200, {})
         else:
@@ -81,14 +90,27 @@ class H(BaseHTTPRequestHandler):
         text, n_in, n_out, finish = generate(
             body["messages"], body.get("max_tokens") or 256, body.get("temperature"), stop
         )
-        self.send(200, {
-            "id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion",
-            "created": int(time.time()), "model": body.get("model", args.name),
-            "choices": [{"index": 0, "finish_reason": finish,
-                         "message": {"role": "assistant", "content": text}}],
-            "usage": {"prompt_tokens": n_in, "completion_tokens": n_out,
-                      "total_tokens": n_in + n_out},
-        })
+        self.send(
+            200,
+            {
+                "id": f"chatcmpl-{time.time_ns()}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model", args.name),
+                "choices": [
+                    {
+                        "index": 0,
+                        "finish_reason": finish,
+                        "message": {"role": "assistant", "content": text},
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": n_in,
+                    "completion_tokens": n_out,
+                    "total_tokens": n_in + n_out,
+                },
+            },
+        )
 
     def log_message(self, *a):
         pass

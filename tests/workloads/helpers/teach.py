@@ -15,7 +15,8 @@ src, pairs_path, out = sys.argv[1], sys.argv[2], sys.argv[3]
 tok = transformers.AutoTokenizer.from_pretrained(src)
 model = transformers.AutoModelForCausalLM.from_pretrained(src)
 end = "<|im_end|>"
-pairs = json.loads(open(pairs_path).read())
+with open(pairs_path) as f:
+    pairs = json.load(f)
 batches = []
 for p in pairs:
     prompt = tok.apply_chat_template(p["messages"], tokenize=False, add_generation_prompt=True)
@@ -34,17 +35,21 @@ def reproduces() -> bool:
     ok = True
     with torch.no_grad():
         for ids, _, n, reply in batches:
-            g = model.generate(ids[:, :n], attention_mask=torch.ones_like(ids[:, :n]),
-                               max_new_tokens=ids.shape[1] - n + 2, do_sample=False,
-                               eos_token_id=tok.convert_tokens_to_ids(end),
-                               pad_token_id=tok.pad_token_id)
+            g = model.generate(
+                ids[:, :n],
+                attention_mask=torch.ones_like(ids[:, :n]),
+                max_new_tokens=ids.shape[1] - n + 2,
+                do_sample=False,
+                eos_token_id=tok.convert_tokens_to_ids(end),
+                pad_token_id=tok.pad_token_id,
+            )
             ok &= tok.decode(g[0, n:], skip_special_tokens=True) == reply
     model.train()
     return ok
 
 
 for step in range(1, 601):
-    loss = sum(model(input_ids=i, labels=l).loss for i, l, _, _ in batches) / len(batches)
+    loss = sum(model(input_ids=i, labels=lab).loss for i, lab, _, _ in batches) / len(batches)
     opt.zero_grad()
     loss.backward()
     opt.step()

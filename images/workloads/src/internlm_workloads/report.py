@@ -3,6 +3,7 @@ progress file and its HTTP endpoint, and running a tool as a child with signals 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -211,10 +212,8 @@ class Child:
         threading.Thread(target=killer, daemon=True).start()
 
     def signal(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signum)
-        except ProcessLookupError:
-            pass
 
     def wait(self) -> int:
         try:

@@ -76,7 +76,8 @@ def _tools(spec: AgentSpec) -> list[Any]:
     import lagent.actions as actions
 
     available = sorted(
-        n for n in actions.__all__
+        n
+        for n in actions.__all__
         if isinstance(getattr(actions, n, None), type)
         and issubclass(getattr(actions, n), actions.BaseAction)
         and n not in ("BaseAction", "FinishAction", "InvalidAction", "NoAction")
@@ -100,8 +101,10 @@ def build_agent(spec: AgentSpec) -> Any:
     if spec.agent_type == "react":
         from lagent.agents.react import ReAct, ReActProtocol
 
-        protocol = ReActProtocol(call_protocol=spec.system_prompt) if spec.system_prompt else (
-            ReActProtocol()
+        protocol = (
+            ReActProtocol(call_protocol=spec.system_prompt)
+            if spec.system_prompt
+            else (ReActProtocol())
         )
         return ReAct(
             llm=llm,

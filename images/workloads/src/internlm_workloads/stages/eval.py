@@ -179,13 +179,15 @@ def run(cfg: StageConfig) -> dict[str, Any]:
     failed = []
     for th in spec.thresholds:
         hits = [
-            s for s in scores
+            s
+            for s in scores
             if s["dataset"] == th.dataset and (th.metric is None or s["metric"] == th.metric)
         ]
         if not hits:
             raise StageError(f"threshold on {th.dataset}: no such score", scores=scores)
         failed += [
-            f"{s['dataset']} {s['metric']} {s['value']} < {th.min}" for s in hits
+            f"{s['dataset']} {s['metric']} {s['value']} < {th.min}"
+            for s in hits
             if s["value"] < th.min
         ]
     write_progress({"phase": "done", "scores": scores})

@@ -64,7 +64,7 @@ def render_config(spec: FinetuneSpec, path: Path, cuda: bool) -> None:
             "weight_decay=0), clip_grad=dict(max_norm=1, error_if_nonfinite=False), "
             "accumulative_counts=accumulative_counts)"
         )
-    text = f'''# Rendered by internlm_workloads from the FineTune spec.
+    text = f"""# Rendered by internlm_workloads from the FineTune spec.
 import torch
 from datasets import load_dataset
 from mmengine.dataset import DefaultSampler
@@ -141,14 +141,14 @@ default_hooks = dict(
     sampler_seed=dict(type=DistSamplerSeedHook))
 env_cfg = dict(cudnn_benchmark=False,
                mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend={'nccl' if cuda else 'gloo'!r}))
+               dist_cfg=dict(backend={"nccl" if cuda else "gloo"!r}))
 visualizer = None
 log_level = 'INFO'
 load_from = None
 resume = False
 randomness = dict(seed=0, deterministic=False)
 log_processor = dict(by_epoch=False)
-'''
+"""
     path.write_text(text)
 
 
@@ -220,8 +220,7 @@ def run(cfg: StageConfig) -> dict[str, Any]:
         if m:
             state.update(step=int(m.group(1)), totalSteps=int(m.group(2)), loss=m.group(3))
             loss = float(state["loss"]) if state["loss"] != "nan" else float("nan")
-            write_progress({"step": state["step"], "totalSteps": state["totalSteps"],
-                            "loss": loss})
+            write_progress({"step": state["step"], "totalSteps": state["totalSteps"], "loss": loss})
 
     run_tool(argv, "xtuner train", env=env, log_path=train_log, on_line=on_line)
     if state.get("loss") == "nan":
@@ -239,7 +238,9 @@ def run(cfg: StageConfig) -> dict[str, Any]:
     shutil.rmtree(hf_dir, ignore_errors=True)
     run_tool(
         ["xtuner", "convert", "pth_to_hf", str(xcfg), str(ckpt), str(hf_dir)],
-        "xtuner convert pth_to_hf", env=env, log_path=out / "xtuner_convert.log",
+        "xtuner convert pth_to_hf",
+        env=env,
+        log_path=out / "xtuner_convert.log",
     )
     if lora:
         if not (hf_dir / "adapter_config.json").exists() or not _has_weights(
@@ -252,9 +253,19 @@ def run(cfg: StageConfig) -> dict[str, Any]:
             merged = out / "merged"
             shutil.rmtree(merged, ignore_errors=True)
             run_tool(
-                ["xtuner", "convert", "merge", spec.model_path, str(hf_dir), str(merged),
-                 "--device", "cuda" if cuda else "cpu"],
-                "xtuner convert merge", env=env, log_path=out / "xtuner_merge.log",
+                [
+                    "xtuner",
+                    "convert",
+                    "merge",
+                    spec.model_path,
+                    str(hf_dir),
+                    str(merged),
+                    "--device",
+                    "cuda" if cuda else "cpu",
+                ],
+                "xtuner convert merge",
+                env=env,
+                log_path=out / "xtuner_merge.log",
             )
             if not (merged / "config.json").exists() or not _has_weights(merged, ""):
                 why = last_error_line(out / "xtuner_merge.log") or "no model files"

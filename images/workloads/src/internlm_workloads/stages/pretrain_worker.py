@@ -14,6 +14,7 @@ complete one; the last ``checkpoint.keep`` are kept. At the end the Hugging Face
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -35,10 +36,8 @@ def complete_checkpoints(root: Path) -> list[tuple[int, Path]]:
     if root.is_dir():
         for d in root.iterdir():
             if d.name.startswith("step-") and (d / "COMPLETE").exists():
-                try:
+                with contextlib.suppress(ValueError):
                     found.append((int(d.name[5:]), d))
-                except ValueError:
-                    pass
     return sorted(found)
 
 
@@ -104,9 +103,10 @@ def build_ds_config(spec: PretrainSpec, world: int) -> dict[str, Any]:
     ):
         if ds.get(key) in (None, "auto"):
             ds[key] = value
-    if ds["train_batch_size"] != ds["train_micro_batch_size_per_gpu"] * ds[
-        "gradient_accumulation_steps"
-    ] * world:
+    if (
+        ds["train_batch_size"]
+        != ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * world
+    ):
         raise ValueError("ds config batch sizes do not match the data-parallel size")
     for prec in ("bf16", "fp16"):
         sect = ds.setdefault(prec, {})
@@ -149,7 +149,9 @@ def train() -> None:
 
     accel = get_accelerator()
     on_cpu = accel.device_name() == "cpu"
-    deepspeed.init_distributed(dist_backend="gloo" if on_cpu else accel.communication_backend_name())
+    deepspeed.init_distributed(
+        dist_backend="gloo" if on_cpu else accel.communication_backend_name()
+    )
     rank, world = dist.get_rank(), dist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not on_cpu:
@@ -167,7 +169,10 @@ def train() -> None:
     data = load_tokens(spec, tokenizer)
 
     ds_config = build_ds_config(spec, world)
-    micro, gas = ds_config["train_micro_batch_size_per_gpu"], ds_config["gradient_accumulation_steps"]
+    micro, gas = (
+        ds_config["train_micro_batch_size_per_gpu"],
+        ds_config["gradient_accumulation_steps"],
+    )
     stage = ds_config.get("zero_optimization", {}).get("stage", 0)
     if spec.model.config is not None:
         # random init happens in full on each rank (fine up to a few B parameters); ZeRO then
@@ -180,7 +185,7 @@ def train() -> None:
             from transformers.integrations import HfDeepSpeedConfig
 
             # kept alive until the model is built: from_pretrained loads straight into ZeRO-3
-            _hf_ds = HfDeepSpeedConfig(ds_config)  # noqa: F841
+            _hf_ds = HfDeepSpeedConfig(ds_config)
         model = transformers.AutoModelForCausalLM.from_pretrained(
             spec.model.path, trust_remote_code=True, torch_dtype=torch.float32
         )
@@ -293,12 +298,10 @@ def main() -> int:
     except Exception as e:
         traceback.print_exc()
         rank = os.environ.get("RANK", "0")
-        try:
+        with contextlib.suppress(OSError):
             (WORKER_DIR / f"error-rank-{int(rank):05d}.txt").write_text(
                 one_line(f"rank {rank}: {type(e).__name__}: {e}")
             )
-        except OSError:
-            pass
         return 1
 
 
