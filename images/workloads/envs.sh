@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Create (or reuse) the per-image test virtualenvs, made from the same lock file each image's
 # Dockerfile installs. They live outside the repo, keyed by the hash of the lock file:
-#   ${INTERNLM_VENV_CACHE:-~/.cache/internlm-operator/venvs}/<image>-<hash>
+#   ${INTERNLM_VENV_CACHE:-${INTERNLM_CACHE:-~/.cache/internlm-operator}/venvs}/<image>-<hash>
 # uv's wheel cache is shared, so torch is downloaded once for every environment.
 # Usage: images/workloads/envs.sh <image>...   (prints "<image> <venv path>" per image)
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cache="${INTERNLM_VENV_CACHE:-$HOME/.cache/internlm-operator/venvs}"
+cache="${INTERNLM_VENV_CACHE:-${INTERNLM_CACHE:-$HOME/.cache/internlm-operator}/venvs}"
 python="${INTERNLM_VENV_PYTHON:-python3.11}"
 command -v uv >/dev/null || python3 -m pip install -q uv==0.13.9
 mkdir -p "$cache"
