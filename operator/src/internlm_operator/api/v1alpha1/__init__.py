@@ -48,6 +48,7 @@ from .common import (
     StatusBase,
     StorageLocation,
     Toleration,
+    TrainingStatus,
     WorkloadCommon,
 )
 from .evalrun import (
@@ -241,6 +242,7 @@ __all__ = [
     "TrainJobSpec",
     "TrainJobStatus",
     "TrainModel",
+    "TrainingStatus",
     "WorkloadCommon",
     "kind_info",
     "parse",

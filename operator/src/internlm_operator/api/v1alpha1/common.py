@@ -462,6 +462,38 @@ class RunPolicy(ApiModel):
     )
 
 
+def run_policy_field() -> Any:
+    """The ``runPolicy`` field of a batch kind."""
+    return Field(default_factory=RunPolicy, description="Retries, deadline and clean-up.")
+
+
+def suspend_field(
+    description: str = "Suspend the job: its pods are deleted and it resumes when set to false.",
+) -> Any:
+    """The ``suspend`` field of a batch kind (Kueue suspends and resumes through it)."""
+    return Field(default=False, description=description)
+
+
+def nodes_field(most: int) -> Any:
+    """The immutable ``nodes`` field of a multi-node batch kind, at most ``most`` nodes."""
+    return Field(
+        default=1,
+        ge=1,
+        le=most,
+        json_schema_extra=immutable("nodes"),
+        description="Number of nodes (one pod per node).",
+    )
+
+
+def node_resources_field() -> Any:
+    """The immutable per-node ``resources`` field of a multi-node batch kind."""
+    return Field(
+        default_factory=BatchResources,
+        json_schema_extra=immutable("resources"),
+        description="GPUs, CPU and memory per node.",
+    )
+
+
 ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
 
@@ -616,6 +648,15 @@ class BatchStatus(StatusBase):
     )
     restarts: int | None = Field(default=None, ge=0, description="Gang restarts so far.")
     outputs: Outputs | None = Field(default=None, description="Where the results are.")
+
+
+class TrainingStatus(BatchStatus):
+    """Status of a training kind (TrainJob, FineTune): progress and the newest checkpoint."""
+
+    progress: Progress | None = Field(default=None, description="Latest training progress.")
+    last_checkpoint: Checkpoint | None = Field(
+        default=None, description="Newest complete checkpoint."
+    )
 
 
 class ServiceStatus(StatusBase):

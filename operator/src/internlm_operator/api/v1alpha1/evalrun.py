@@ -22,6 +22,8 @@ from .common import (
     WorkloadCommon,
     cel,
     immutable,
+    run_policy_field,
+    suspend_field,
     validations,
 )
 
@@ -191,12 +193,9 @@ class EvalRunSpec(WorkloadCommon):
         json_schema_extra=immutable("resources"),
         description="GPUs, CPU and memory of the eval pod (GPUs only needed for weights).",
     )
-    run_policy: RunPolicy = Field(
-        default_factory=RunPolicy, description="Retries, deadline and clean-up."
-    )
-    suspend: bool = Field(
-        default=False,
-        description="Suspend the run: its pod is deleted and it resumes when set to false.",
+    run_policy: RunPolicy = run_policy_field()
+    suspend: bool = suspend_field(
+        "Suspend the run: its pod is deleted and it resumes when set to false."
     )
 
     @model_validator(mode="after")

@@ -10,16 +10,18 @@ from .common import (
     API_VERSION,
     ApiModel,
     BatchResources,
-    BatchStatus,
-    Checkpoint,
     DatasetSource,
     ModelSource,
-    Progress,
     RunPolicy,
     StorageLocation,
+    TrainingStatus,
     WorkloadCommon,
     cel,
     immutable,
+    node_resources_field,
+    nodes_field,
+    run_policy_field,
+    suspend_field,
     validations,
 )
 
@@ -119,18 +121,8 @@ class FineTuneSpec(WorkloadCommon):
         description="Epochs, learning rate, max length, batch, packing.",
     )
     deepspeed_stage: int = Field(default=2, ge=0, le=3, description="DeepSpeed ZeRO stage.")
-    nodes: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        json_schema_extra=immutable("nodes"),
-        description="Number of nodes (one pod per node).",
-    )
-    resources: BatchResources = Field(
-        default_factory=BatchResources,
-        json_schema_extra=immutable("resources"),
-        description="GPUs, CPU and memory per node.",
-    )
+    nodes: int = nodes_field(64)
+    resources: BatchResources = node_resources_field()
     produce: Produce = Field(
         default="both",
         description=(
@@ -142,13 +134,8 @@ class FineTuneSpec(WorkloadCommon):
         json_schema_extra=immutable("output"),
         description="Where checkpoints, the adapter and the merged model are written.",
     )
-    run_policy: RunPolicy = Field(
-        default_factory=RunPolicy, description="Retries, deadline and clean-up."
-    )
-    suspend: bool = Field(
-        default=False,
-        description="Suspend the job: its pods are deleted and it resumes when set to false.",
-    )
+    run_policy: RunPolicy = run_policy_field()
+    suspend: bool = suspend_field()
 
     @model_validator(mode="after")
     def _checks(self) -> Self:
@@ -167,13 +154,8 @@ class FineTuneSpec(WorkloadCommon):
         return self.lora or LoraConfig()
 
 
-class FineTuneStatus(BatchStatus):
+class FineTuneStatus(TrainingStatus):
     """Observed state of a FineTune."""
-
-    progress: Progress | None = Field(default=None, description="Latest training progress.")
-    last_checkpoint: Checkpoint | None = Field(
-        default=None, description="Newest complete checkpoint."
-    )
 
 
 class FineTune(ApiModel):

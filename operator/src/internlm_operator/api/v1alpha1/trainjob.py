@@ -10,16 +10,18 @@ from .common import (
     API_VERSION,
     ApiModel,
     BatchResources,
-    BatchStatus,
-    Checkpoint,
     DatasetSource,
     ModelSource,
-    Progress,
     RunPolicy,
     StorageLocation,
+    TrainingStatus,
     WorkloadCommon,
     cel,
     immutable,
+    node_resources_field,
+    nodes_field,
+    run_policy_field,
+    suspend_field,
     validations,
 )
 
@@ -191,18 +193,8 @@ class TrainJobSpec(WorkloadCommon):
         json_schema_extra=immutable("output"),
         description="Where checkpoints and the final Hugging Face model are written.",
     )
-    nodes: int = Field(
-        default=1,
-        ge=1,
-        le=128,
-        json_schema_extra=immutable("nodes"),
-        description="Number of nodes (one pod per node).",
-    )
-    resources: BatchResources = Field(
-        default_factory=BatchResources,
-        json_schema_extra=immutable("resources"),
-        description="GPUs, CPU and memory per node.",
-    )
+    nodes: int = nodes_field(128)
+    resources: BatchResources = node_resources_field()
     parallelism: Parallelism = Field(
         default_factory=Parallelism,
         json_schema_extra=immutable("parallelism"),
@@ -215,13 +207,8 @@ class TrainJobSpec(WorkloadCommon):
     checkpoint: CheckpointPolicy = Field(
         default_factory=CheckpointPolicy, description="Checkpoint interval, retention and resume."
     )
-    run_policy: RunPolicy = Field(
-        default_factory=RunPolicy, description="Retries, deadline and clean-up."
-    )
-    suspend: bool = Field(
-        default=False,
-        description="Suspend the job: its pods are deleted and it resumes when set to false.",
-    )
+    run_policy: RunPolicy = run_policy_field()
+    suspend: bool = suspend_field()
 
     @model_validator(mode="after")
     def _gpus(self) -> Self:
@@ -238,13 +225,8 @@ class TrainJobSpec(WorkloadCommon):
         return self
 
 
-class TrainJobStatus(BatchStatus):
+class TrainJobStatus(TrainingStatus):
     """Observed state of a TrainJob."""
-
-    progress: Progress | None = Field(default=None, description="Latest training progress.")
-    last_checkpoint: Checkpoint | None = Field(
-        default=None, description="Newest complete checkpoint."
-    )
 
 
 class TrainJob(ApiModel):
