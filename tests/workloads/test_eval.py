@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import make_stage
+from .conftest import HELPERS, free_port, image_env, make_stage, wait_until
 
 pytestmark = pytest.mark.workload
 
@@ -84,3 +88,57 @@ def test_eval_bad_config_fails_with_reason(
     rc = run.run(timeout=300)
     result = run.termination()
     assert rc == 1 and result["ok"] is False and reason in result["reason"], result
+
+
+@pytest.fixture
+def endpoint(tiny: Path, tmp_path: Path) -> Iterator[str]:
+    """The tiny model behind a real OpenAI-compatible server (transformers generate)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(image_env("pretrain") / "bin" / "python"),
+            str(HELPERS / "openai_server.py"),
+            "--model",
+            str(tiny / "model"),
+            "--port",
+            str(port),
+            "--log",
+            str(tmp_path / "requests.jsonl"),
+        ],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    wait_until("the OpenAI-compatible server", up, timeout=120)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.timeout(600)
+def test_eval_against_openai_compatible_endpoint(tiny: Path, tmp_path: Path, endpoint: str) -> None:
+    datasets = [{"name": "tiny_mcq", "path": str(tiny / "tiny_mcq.jsonl"), "format": "mcq"}]
+    target = {
+        "type": "endpoint",
+        "url": endpoint,
+        "model": "internlm2-tiny",
+        "tokenizerPath": str(tiny / "tokenizer"),
+    }
+    run = make_stage("eval", "eval", eval_spec(tiny, datasets, target=target), tmp_path / "r")
+    rc = run.run(timeout=500)
+    assert rc == 0, run.log()[-4000:]
+    result = run.termination()
+    assert result["ok"] is True
+    assert [(s["dataset"], s["metric"]) for s in result["scores"]] == [("tiny_mcq", "accuracy")]
+    sent = (tmp_path / "requests.jsonl").read_text().splitlines()
+    assert len(sent) == 6  # one chat completion per sample, answered by the model
+    assert "OPENAI_API_KEY" not in (tmp_path / "r" / "output" / "opencompass_config.py").read_text()

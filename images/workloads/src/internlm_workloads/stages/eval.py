@@ -75,12 +75,12 @@ def render_config(spec: EvalSpec, path: Path) -> None:
         )
     else:
         url = t.url or ""
-        lines.append("import os")
         lines.append("from opencompass.models import OpenAISDK")
         lines.append(
             "models = [dict(type=OpenAISDK, "
             f"abbr={MODEL_ABBR!r}, path={t.model!r}, openai_api_base={url!r}, "
-            "key=os.environ.get('OPENAI_API_KEY', 'EMPTY'), "
+            # 'ENV': OpenCompass reads OPENAI_API_KEY at run time; never written to a file
+            "key='ENV', "
             f"tokenizer_path={t.tokenizer_path!r}, "
             "meta_template=dict(round=[dict(role='HUMAN', api_role='HUMAN'), "
             "dict(role='BOT', api_role='BOT', generate=True)]), "
@@ -163,6 +163,7 @@ def run(cfg: StageConfig) -> dict[str, Any]:
         render_config(spec, oc_cfg)
     env = dict(os.environ)
     env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("OPENAI_API_KEY", "EMPTY")  # OpenAI-compatible servers without auth
     if spec.data_dir:
         env["COMPASS_DATA_CACHE"] = spec.data_dir
     write_progress({"phase": "running", "datasets": len(spec.datasets) + len(spec.custom_datasets)})
