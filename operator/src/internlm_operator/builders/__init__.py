@@ -1,7 +1,7 @@
 """Pure builders: (resource, resolved inputs) -> child manifests as plain dicts."""
 
-from .batch import BatchChildren, BatchInputs, build, scheduling, shape, with_suspend
-from .common import Owner, Storage, source_location, stable_hash, to_location
+from .batch import BatchChildren, BatchInputs, build, shape, with_suspend
+from .common import Owner, Storage, scheduling, source_location, stable_hash, to_location
 
 __all__ = [
     "BatchChildren",

@@ -6,21 +6,41 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..runtimes import RenderContext, Rendered, for_resource
-from .batch import scheduling
-from .common import Owner, check_name, container_resources, stable_hash
-from .longrunning import (
-    CONTAINER,
-    base_env,
+from ..runtimes import Rendered
+from .common import (
+    Owner,
     config_map,
     config_volume,
-    deployment,
-    endpoint,
+    container,
+    container_resources,
+    pod_spec,
+    render,
     secret_env,
-    service,
+    stable_hash,
 )
+from .longrunning import CONTAINER, base_env, deployment, endpoint, names, service
 
 API_KEY_ENV = "OPENAI_API_KEY"
+PROBES: dict[str, Any] = {
+    "startupProbe": {
+        "httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 5,
+        "failureThreshold": 60,
+    },
+    "readinessProbe": {
+        "httpGet": {"path": "/readyz", "port": "http"},
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    },
+    "livenessProbe": {
+        "httpGet": {"path": "/healthz", "port": "http"},
+        "periodSeconds": 20,
+        "timeoutSeconds": 10,
+        "failureThreshold": 6,
+    },
+}
+"""Probes of the Lagent server (up to five minutes to start)."""
 
 
 @dataclass(frozen=True)
@@ -57,81 +77,45 @@ class AgentChildren:
         return [self.config_map, self.service, self.deployment]
 
 
-def names(o: Owner) -> tuple[str, str]:
-    base = check_name(o.base_name, 63, "Service")
-    return base, f"{base}-config"
-
-
 def build(inp: AgentInputs) -> AgentChildren:
     o, spec = inp.owner, inp.spec
     name, cm_name = names(o)
     image = spec.image or inp.image
     pull = spec.image_pull_policy or inp.pull_policy
 
-    rendered = for_resource(o.kind, spec).render(
-        RenderContext(
-            kind=o.kind,
-            namespace=o.namespace,
-            name=o.name,
-            uid=o.uid,
-            spec=spec,
-            paths={},
-            output_dir="",
-            extra={"llmUrl": inp.llm.url, "llmModel": inp.llm.model},
-        )
+    rendered = render(
+        o,
+        spec,
+        paths={},
+        output_dir="",
+        extra={"llmUrl": inp.llm.url, "llmModel": inp.llm.model},
     )
     env = base_env(o, rendered)
-    env += [{"name": k, "value": v} for k, v in sorted(rendered.env.items())]
     if inp.llm.api_key_secret is not None:
         env.append(secret_env(API_KEY_ENV, inp.llm.api_key_secret))
     env += [e.to_dict() for e in spec.env or []]
 
     cfg_vol, cfg_mount = config_volume(cm_name)
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image,
-        "imagePullPolicy": pull,
-        "command": rendered.command,
-        "env": env,
-        "ports": list(rendered.ports),
-        "volumeMounts": [cfg_mount, {"name": "tmp", "mountPath": "/tmp"}],
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "startupProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "periodSeconds": 5,
-            "failureThreshold": 60,
-        },
-        "readinessProbe": {
-            "httpGet": {"path": "/readyz", "port": "http"},
-            "periodSeconds": 10,
-            "timeoutSeconds": 5,
-            "failureThreshold": 3,
-        },
-        "livenessProbe": {
-            "httpGet": {"path": "/healthz", "port": "http"},
-            "periodSeconds": 20,
-            "timeoutSeconds": 10,
-            "failureThreshold": 6,
-        },
-    }
-    res = container_resources(spec.resources, inp.default_resources)
-    if res:
-        container["resources"] = res
-    pod_spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "containers": [container],
-        "volumes": [cfg_vol, {"name": "tmp", "emptyDir": {}}],
-        **scheduling(spec),
-    }
+    main = container(
+        CONTAINER,
+        image,
+        pull,
+        rendered.command,
+        env=env,
+        ports=list(rendered.ports),
+        mounts=[cfg_mount, {"name": "tmp", "mountPath": "/tmp"}],
+        resources=container_resources(spec.resources, inp.default_resources),
+        probes=PROBES,
+    )
+    pod = pod_spec(spec, main, [cfg_vol, {"name": "tmp", "emptyDir": {}}])
     cm = config_map(o, cm_name, rendered)
     config_hash = stable_hash(cm["data"])
-    spec_hash = stable_hash(pod_spec, cm["data"])
+    spec_hash = stable_hash(pod, cm["data"])
     deploy = deployment(
         o,
         name,
         replicas=int(spec.replicas),
-        pod_spec=pod_spec,
+        pod_spec=pod,
         config_hash=config_hash,
         spec_hash=spec_hash,
     )

@@ -7,12 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..runtimes import CONFIG_DIR, CONFIG_FILE, RenderContext, Rendered, for_resource
+from ..runtimes import CONFIG_FILE, Rendered
 from ..status.batch import ATTEMPT_LABEL, HASH_ANNOTATION
 from .common import (
     Owner,
     check_name,
+    config_map,
+    config_volume,
+    container,
     container_resources,
+    hub_env,
+    pod_spec,
+    render,
+    secret_env,
+    shm_volume,
     source_location,
     stable_hash,
     storage_for,
@@ -92,43 +100,6 @@ def _inputs(kind: str, spec: Any, upstream: Mapping[str, str]) -> dict[str, str]
     return locs
 
 
-def _secret_env(name: str, ref: Any) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-
-
-def _hub_env(spec: Any) -> list[dict[str, Any]]:
-    env = []
-    tokens = getattr(spec, "hub_tokens", None)
-    if tokens is not None and tokens.hugging_face is not None:
-        env.append(_secret_env("HF_TOKEN", tokens.hugging_face))
-    if tokens is not None and tokens.model_scope is not None:
-        env.append(_secret_env("MODELSCOPE_API_TOKEN", tokens.model_scope))
-    return env
-
-
-def scheduling(spec: Any) -> dict[str, Any]:
-    """Pod-spec fields for placement: node selector (+ GPU product), tolerations, affinity,
-    priority class and scheduler name."""
-    out: dict[str, Any] = {}
-    s = getattr(spec, "scheduling", None)
-    selector: dict[str, str] = dict(s.node_selector or {}) if s is not None else {}
-    product = getattr(spec.resources, "gpu_product", None)
-    if product:
-        selector["nvidia.com/gpu.product"] = product
-    if selector:
-        out["nodeSelector"] = selector
-    if s is not None:
-        if s.tolerations:
-            out["tolerations"] = [t.to_dict() for t in s.tolerations]
-        if s.affinity:
-            out["affinity"] = dict(s.affinity)
-        if s.priority_class_name:
-            out["priorityClassName"] = s.priority_class_name
-        if s.scheduler_name:
-            out["schedulerName"] = s.scheduler_name
-    return out
-
-
 def build(inp: BatchInputs) -> BatchChildren:
     o, spec = inp.owner, inp.spec
     nodes, gpus = shape(o.kind, spec)
@@ -138,24 +109,18 @@ def build(inp: BatchInputs) -> BatchChildren:
     image = spec.image or inp.image
     pull = spec.image_pull_policy or inp.pull_policy
 
-    storage = storage_for(o, image, pull, _hub_env(spec), inp.storage_class)
+    storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class)
     paths = {k: storage.mount(k, loc) for k, loc in _inputs(o.kind, spec, inp.upstream).items()}
     output_dir = storage.output(getattr(spec, "output", None))
 
-    runtime = for_resource(o.kind, spec)
-    rendered = runtime.render(
-        RenderContext(
-            kind=o.kind,
-            namespace=o.namespace,
-            name=o.name,
-            uid=o.uid,
-            spec=spec,
-            paths=paths,
-            output_dir=output_dir,
-            nodes=nodes,
-            gpus_per_node=gpus,
-            extra=inp.extra,
-        )
+    rendered = render(
+        o,
+        spec,
+        paths=paths,
+        output_dir=output_dir,
+        nodes=nodes,
+        gpus_per_node=gpus,
+        extra=inp.extra,
     )
 
     multi = nodes > 1 or o.kind == "TrainJob"
@@ -180,60 +145,42 @@ def build(inp: BatchInputs) -> BatchChildren:
     env += storage.hub_env
     api_key = inp.extra.get("apiKeySecret")
     if api_key is not None:
-        env.append(_secret_env("OPENAI_API_KEY", api_key))
+        env.append(secret_env("OPENAI_API_KEY", api_key))
     for e in spec.env or []:
         env.append(e.to_dict())
 
-    shm: dict[str, Any] = {"medium": "Memory"}
-    if spec.resources.shared_memory is not None:
-        shm["sizeLimit"] = str(spec.resources.shared_memory)
+    cfg_vol, cfg_mount = config_volume(cm_name)
+    shm_vol, shm_mount = shm_volume(spec.resources)
     volumes = [
-        {"name": "config", "configMap": {"name": cm_name}},
-        {"name": "dshm", "emptyDir": shm},
+        cfg_vol,
+        shm_vol,
         {"name": "progress", "emptyDir": {}},
         *storage.volumes.values(),
     ]
     mounts = [
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-        {"name": "dshm", "mountPath": "/dev/shm"},
+        cfg_mount,
+        shm_mount,
         {"name": "progress", "mountPath": PROGRESS_FILE.rsplit("/", 1)[0]},
         *storage.mounts.values(),
     ]
     ports = [{"name": "progress", "containerPort": PROGRESS_PORT, "protocol": "TCP"}]
     if multi:
         ports.append({"name": "rendezvous", "containerPort": MASTER_PORT, "protocol": "TCP"})
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image,
-        "imagePullPolicy": pull,
-        "command": rendered.command,
-        "env": env,
-        "ports": ports + list(rendered.ports),
-        "volumeMounts": mounts,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-    res = container_resources(spec.resources, inp.default_resources)
-    if res:
-        container["resources"] = res
-    pod_spec: dict[str, Any] = {
-        "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "containers": [container],
-        "volumes": volumes,
-        **scheduling(spec),
-    }
+    main = container(
+        CONTAINER,
+        image,
+        pull,
+        rendered.command,
+        env=env,
+        ports=ports + list(rendered.ports),
+        mounts=mounts,
+        resources=container_resources(spec.resources, inp.default_resources),
+    )
+    pod = pod_spec(spec, main, volumes, storage.init_containers, restartPolicy="Never")
     if multi:
-        pod_spec["subdomain"] = svc_name
-    if storage.init_containers:
-        pod_spec["initContainers"] = storage.init_containers
+        pod["subdomain"] = svc_name
 
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": o.metadata(cm_name, "config"),
-        "data": dict(sorted(rendered.files.items())),
-    }
+    cm = config_map(o, cm_name, rendered)
     service = None
     if multi:
         service = {
@@ -265,16 +212,16 @@ def build(inp: BatchInputs) -> BatchChildren:
         "backoffLimit": 0,  # one failed pod fails the gang; the operator restarts it whole
         "template": {
             "metadata": {"labels": o.labels_for("worker")},
-            "spec": pod_spec,
+            "spec": pod,
         },
     }
-    spec_hash = stable_hash(job_spec, config_map["data"], service and service["spec"])
+    spec_hash = stable_hash(job_spec, cm["data"], service and service["spec"])
     if inp.active_deadline_seconds:
         job_spec["activeDeadlineSeconds"] = max(1, int(inp.active_deadline_seconds))
     md = o.metadata(job_name, "worker", {HASH_ANNOTATION: spec_hash})
     md["labels"][ATTEMPT_LABEL] = str(inp.attempt)
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": md, "spec": job_spec}
-    return BatchChildren(config_map, service, job, spec_hash, output_dir, rendered)
+    return BatchChildren(cm, service, job, spec_hash, output_dir, rendered)
 
 
 def with_suspend(job: Mapping[str, Any], suspend: bool) -> dict[str, Any]:

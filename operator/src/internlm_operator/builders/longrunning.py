@@ -5,14 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..runtimes import CONFIG_DIR, CONFIG_FILE, Rendered
-from .common import Owner
+from ..runtimes import CONFIG_FILE, Rendered
+from .common import Owner, check_name
 
 CONTAINER = "server"
 COMPONENT = "server"
 CONFIG_HASH_ANNOTATION = "internlm.io/config-hash"
 SPEC_HASH_ANNOTATION = "internlm.io/spec-hash"
 CLUSTER_DOMAIN = "cluster.local"
+
+
+def names(o: Owner) -> tuple[str, str]:
+    """(Deployment/Service name, ConfigMap name)."""
+    base = check_name(o.base_name, 63, "Service")
+    return base, f"{base}-config"
 
 
 def selector(o: Owner, component: str = COMPONENT) -> dict[str, str]:
@@ -34,32 +40,14 @@ def endpoint(service: str, namespace: str, port: int, path: str = "/v1") -> str:
 
 
 def base_env(o: Owner, rendered: Rendered) -> list[dict[str, Any]]:
+    """The env every server gets: where its config is, its stage and resource, then the
+    runtime's own variables."""
     return [
         {"name": "INTERNLM_CONFIG", "value": CONFIG_FILE},
         {"name": "INTERNLM_STAGE", "value": rendered.stage},
         {"name": "INTERNLM_RESOURCE", "value": f"{o.kind}/{o.namespace}/{o.name}"},
+        *({"name": k, "value": v} for k, v in sorted(rendered.env.items())),
     ]
-
-
-def secret_env(name: str, ref: Any) -> dict[str, Any]:
-    """An env var from a Secret key (the value never leaves the Secret)."""
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-
-
-def config_map(o: Owner, name: str, rendered: Rendered) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": o.metadata(name, "config"),
-        "data": dict(sorted(rendered.files.items())),
-    }
-
-
-def config_volume(cm_name: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    return (
-        {"name": "config", "configMap": {"name": cm_name}},
-        {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
-    )
 
 
 def deployment(

@@ -13,14 +13,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.v1alpha1.common import API_VERSION
-from ..runtimes import RenderContext, Rendered, for_resource
+from ..runtimes import Rendered
 from ..runtimes.base import InvalidSpec
 from ..runtimes.lmdeploy import API_KEYS_ENV, served_model_name
-from .batch import _hub_env, scheduling
 from .common import (
     Owner,
-    check_name,
+    config_map,
+    config_volume,
+    container,
     container_resources,
+    hub_env,
+    pod_spec,
+    render,
+    secret_env,
+    shm_volume,
     source_location,
     stable_hash,
     storage_for,
@@ -28,11 +34,9 @@ from .common import (
 from .longrunning import (
     CONTAINER,
     base_env,
-    config_map,
-    config_volume,
     deployment,
     endpoint,
-    secret_env,
+    names,
     selector,
     service,
 )
@@ -98,12 +102,6 @@ class ServeChildren:
         return out
 
 
-def names(o: Owner) -> tuple[str, str]:
-    """(Deployment/Service/HPA/PDB name, ConfigMap name)."""
-    base = check_name(o.base_name, 63, "Service")
-    return base, f"{base}-config"
-
-
 def _location(src: Any, resolved: str | None, what: str) -> str:
     loc = source_location(src, resolved)
     if not loc.startswith(("pvc://", "hf://", "ms://")):
@@ -128,54 +126,37 @@ def build(inp: ServeInputs) -> ServeChildren:
     pull = spec.image_pull_policy or inp.pull_policy
     served = served_model_name(o.name, spec)
 
-    storage = storage_for(o, image, pull, _hub_env(spec), inp.storage_class)
+    storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class)
     model_loc = _location(spec.model, inp.model_location, "the model")
     paths = {"model": storage.mount("model", model_loc)}
     for a in spec.adapters or []:
         loc = _location(a.source, inp.adapter_locations.get(a.name), f"adapter {a.name}")
         paths[f"adapter:{a.name}"] = storage.mount(f"adapter:{a.name}", loc)
 
-    runtime = for_resource(o.kind, spec)
-    rendered = runtime.render(
-        RenderContext(
-            kind=o.kind,
-            namespace=o.namespace,
-            name=o.name,
-            uid=o.uid,
-            spec=spec,
-            paths=paths,
-            output_dir="",
-            nodes=1,
-            gpus_per_node=int(spec.resources.gpus_per_node),
-        )
+    rendered = render(
+        o,
+        spec,
+        paths=paths,
+        output_dir="",
+        nodes=1,
+        gpus_per_node=int(spec.resources.gpus_per_node),
     )
 
     env = base_env(o, rendered)
-    env += [{"name": k, "value": v} for k, v in sorted(rendered.env.items())]
     if spec.api_key_secret is not None:
         env.append(secret_env(API_KEYS_ENV, spec.api_key_secret))
     env += storage.hub_env
     env += [e.to_dict() for e in spec.env or []]
 
-    shm: dict[str, Any] = {"medium": "Memory"}
-    if spec.resources.shared_memory is not None:
-        shm["sizeLimit"] = str(spec.resources.shared_memory)
     cfg_vol, cfg_mount = config_volume(cm_name)
-    volumes = [cfg_vol, {"name": "dshm", "emptyDir": shm}, *storage.volumes.values()]
-    mounts = [cfg_mount, {"name": "dshm", "mountPath": "/dev/shm"}, *storage.mounts.values()]
+    shm_vol, shm_mount = shm_volume(spec.resources)
+    volumes = [cfg_vol, shm_vol, *storage.volumes.values()]
+    mounts = [cfg_mount, shm_mount, *storage.mounts.values()]
 
     # With API keys every OpenAI route needs a key, so readiness uses the unauthenticated
     # /health (LMDeploy only answers HTTP once the engine and weights are loaded).
     ready_path = HEALTH_PATH if spec.api_key_secret is not None else READINESS_PATH
-    container: dict[str, Any] = {
-        "name": CONTAINER,
-        "image": image,
-        "imagePullPolicy": pull,
-        "command": rendered.command,
-        "env": env,
-        "ports": list(rendered.ports),
-        "volumeMounts": mounts,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
+    probes = {
         "startupProbe": {
             "httpGet": {"path": ready_path, "port": "http"},
             "periodSeconds": STARTUP_PERIOD_SECONDS,
@@ -197,28 +178,33 @@ def build(inp: ServeInputs) -> ServeChildren:
             "failureThreshold": 6,
         },
     }
-    res = container_resources(spec.resources, inp.default_resources)
-    if res:
-        container["resources"] = res
-    pod_spec: dict[str, Any] = {
-        "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
-        "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "containers": [container],
-        "volumes": volumes,
-        **scheduling(spec),
-    }
-    if storage.init_containers:
-        pod_spec["initContainers"] = storage.init_containers
+    main = container(
+        CONTAINER,
+        image,
+        pull,
+        rendered.command,
+        env=env,
+        ports=list(rendered.ports),
+        mounts=mounts,
+        resources=container_resources(spec.resources, inp.default_resources),
+        probes=probes,
+    )
+    pod = pod_spec(
+        spec,
+        main,
+        volumes,
+        storage.init_containers,
+        terminationGracePeriodSeconds=TERMINATION_GRACE_SECONDS,
+    )
 
     cm = config_map(o, cm_name, rendered)
     config_hash = stable_hash(cm["data"])
-    spec_hash = stable_hash(pod_spec, cm["data"])
+    spec_hash = stable_hash(pod, cm["data"])
     deploy = deployment(
         o,
         name,
         replicas=int(spec.replicas),
-        pod_spec=pod_spec,
+        pod_spec=pod,
         config_hash=config_hash,
         spec_hash=spec_hash,
         progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..api.v1alpha1 import API_VERSION, SecretKeyRef, parse
 from ..builders import agent as builder
-from ..builders.longrunning import selector_string
+from ..builders.longrunning import names, selector_string
 from ..status.conditions import is_true
 from ..status.serving import Blocker
 from .chain import lineage_of
@@ -59,7 +59,7 @@ def reconcile_agent(ctx: Context, namespace: str, name: str) -> None:
     try:
         spec: Any = parse(body(obj)).spec
         desired = int(spec.replicas)
-        p.deployment_name, _ = builder.names(owner)
+        p.deployment_name, _ = names(owner)
         if spec.llm.model_serve:
             ms = kube.get(API_VERSION, "ModelServe", namespace, spec.llm.model_serve)
             verdict = judge_model_serve(spec.llm.model_serve, ms)

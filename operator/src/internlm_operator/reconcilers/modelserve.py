@@ -15,7 +15,7 @@ from typing import Any
 
 from ..api.v1alpha1 import API_VERSION, parse
 from ..builders import modelserve as builder
-from ..builders.longrunning import endpoint, selector_string
+from ..builders.longrunning import endpoint, names, selector_string
 from ..status.serving import Blocker
 from .chain import judge_producer, lineage_of
 from .controller import Context, permanent_from
@@ -114,7 +114,7 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
     try:
         spec: Any = parse(body(obj)).spec
         desired = int(spec.replicas)
-        p.deployment_name, _ = builder.names(owner)
+        p.deployment_name, _ = names(owner)
         res = resolve(kube, namespace, spec)
         p.blocker = res.blocker
         if res.blocker is None or res.blocker.kind == "gate":
