@@ -76,6 +76,10 @@ class AgentChildren:
     def present(self) -> list[dict[str, Any]]:
         return [self.config_map, self.service, self.deployment]
 
+    def absent(self) -> list[tuple[str, str, str]]:
+        """An Agent has no optional children."""
+        return []
+
 
 def build(inp: AgentInputs) -> AgentChildren:
     o, spec = inp.owner, inp.spec

@@ -14,12 +14,13 @@ from typing import Any
 
 from ..api.v1alpha1 import API_VERSION, SecretKeyRef, parse
 from ..builders import agent as builder
-from ..builders.longrunning import names, selector_string
+from ..builders.longrunning import names
 from ..status.conditions import is_true
 from ..status.serving import Blocker
 from .chain import lineage_of
 from .controller import Context, permanent_from
-from .serving import Pass, body, finish, owned_by, owner_of
+from .objects import body
+from .serving import apply_or_scale, begin, finish
 
 KIND = "Agent"
 
@@ -43,13 +44,10 @@ def judge_model_serve(
 
 
 def reconcile_agent(ctx: Context, namespace: str, name: str) -> None:
-    kube = ctx.kube
-    obj = kube.get(API_VERSION, KIND, namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
+    p = begin(ctx, KIND, namespace, name)
+    if p is None:
         return
-    owner = owner_of(obj)
-    p = Pass(ctx, obj, owner, deployment_name=owner.base_name)
-    p.fields["selector"] = selector_string(owner)
+    kube, obj, owner = ctx.kube, p.obj, p.owner
     desired = int((obj.get("spec") or {}).get("replicas", 1) or 0)
     prev = obj.get("status") or {}
 
@@ -101,16 +99,7 @@ def reconcile_agent(ctx: Context, namespace: str, name: str) -> None:
         p.blocker = Blocker(
             "dependency", "WaitingForDependency", f"waiting for {p.blocker.message}"
         )
-    if deploy is not None and not owned_by(deploy, obj):
-        pass  # finish() reports the conflict
-    elif children is not None and p.blocker is None:
-        for m in children.present():
-            kube.apply(m)
-            ctx.checkpoint(m["kind"])
-    elif deploy is not None and int(deploy.get("spec", {}).get("replicas") or 0) != desired:
-        kube.merge_patch(
-            "apps/v1", "Deployment", namespace, p.deployment_name, {"spec": {"replicas": desired}}
-        )
+    apply_or_scale(p, deploy, children, desired)
 
     if children is not None:
         p.fields["endpoint"] = children.endpoint

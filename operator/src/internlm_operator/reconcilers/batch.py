@@ -12,13 +12,15 @@ from typing import Any
 
 from .. import metrics
 from ..api.v1alpha1 import API_VERSION, parse
-from ..builders import BatchInputs, Owner, build, to_location, with_suspend
+from ..builders import BatchInputs, build, to_location, with_suspend
 from ..builders.batch import CONTAINER, PROGRESS_PORT
 from ..status import batch as batch_status
+from ..status import results
 from ..status.conditions import now_rfc3339
 from ..status.failures import pod_index
 from .chain import resolve
 from .controller import Context, PermanentError, permanent_from
+from .objects import body, owned_by, owner_of
 
 log = logging.getLogger("internlm_operator")
 STAGE = {"TrainJob": "pretrain", "FineTune": "finetune", "EvalRun": "eval"}
@@ -29,23 +31,6 @@ class KindHooks:
     kind: str
     # (status, result, spec, output_dir, now, generation, prev_status) -> status
     finish: Callable[..., dict[str, Any]]
-
-
-def _body(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
-
-
-def _owner(obj: Mapping[str, Any]) -> Owner:
-    md = obj["metadata"]
-    return Owner(
-        API_VERSION,
-        obj["kind"],
-        md["namespace"],
-        md["name"],
-        md["uid"],
-        int(md.get("generation") or 1),
-        dict(md.get("labels") or {}),
-    )
 
 
 def poll_progress(ctx: Context, pods: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -87,14 +72,14 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
         metrics.PHASES.labels(kind, status.get("phase") or "Unknown")  # ensure series exists
 
     try:
-        model = parse(_body(obj))
+        model = parse(body(obj))
         spec: Any = model.spec
         terminal = prev.get("phase") in batch_status.TERMINAL
         res = resolve(kube, namespace, kind, spec) if not terminal else None
         if res is not None and res.stalled and not terminal:
             write(batch_status.stalled(prev, gen, now, *res.stalled, phase="Waiting"))
             return
-        owner = _owner(obj)
+        owner = owner_of(obj)
         restarts = int(prev.get("restarts") or 0)
         rp = spec.run_policy
         upstream = res.upstream if res else {}
@@ -132,20 +117,17 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
         write(batch_status.stalled(prev, gen, now, perm.reason, perm.message))
         return
 
-    if job is not None:
-        refs = job["metadata"].get("ownerReferences") or []
-        ctrl = next((r for r in refs if r.get("controller")), None)
-        if ctrl is None or ctrl.get("uid") != obj["metadata"]["uid"]:
-            write(
-                batch_status.stalled(
-                    prev,
-                    gen,
-                    now,
-                    "ChildConflict",
-                    f"Job {job_name} exists and is not owned by this {kind}",
-                )
+    if not owned_by(job, obj):
+        write(
+            batch_status.stalled(
+                prev,
+                gen,
+                now,
+                "ChildConflict",
+                f"Job {job_name} exists and is not owned by this {kind}",
             )
-            return
+        )
+        return
     pods: list[dict[str, Any]] = []
     if job is not None:
         uid = job["metadata"]["uid"]
@@ -230,6 +212,20 @@ def translate_for(spec: Any) -> Callable[[str], str | None]:
         return to_location(path, "", out_loc)
 
     return tr
+
+
+def set_outputs(
+    status: dict[str, Any],
+    result: dict[str, Any] | None,
+    spec: Any,
+    output_dir: str,
+    defaults: Mapping[str, str],
+) -> None:
+    """``status.outputs`` from the workload's result (``defaults``: output name -> the
+    sub-directory of the output directory it is in when the result does not say), when any."""
+    outs = results.outputs(result, output_dir, defaults, translate_for(spec))
+    if outs:
+        status["outputs"] = outs
 
 
 def now_str(now: dt.datetime) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 from ..status import results
 from ..status.batch import build_status
 from ..status.conditions import FALSE, TRUE, Cond, now_rfc3339
-from .batch import KindHooks, reconcile, translate_for
+from .batch import KindHooks, reconcile, set_outputs
 from .controller import Context
 
 KIND = "EvalRun"
@@ -32,9 +32,7 @@ def finish(
         rows, passed, missed = [], (None if not thresholds else False), ["no scores reported"]
     if status.get("phase") == "Succeeded":
         if spec.output is not None:
-            outs = results.outputs(result, output_dir, {"results": "results"}, translate_for(spec))
-            if outs:
-                status["outputs"] = outs
+            set_outputs(status, result, spec, output_dir, {"results": "results"})
         if passed is False:
             msg = "thresholds not met: " + "; ".join(missed)
             fail = [

@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..status import results
-from .batch import KindHooks, reconcile, translate_for
+from .batch import KindHooks, reconcile, set_outputs
 from .controller import Context
 
 KIND = "FineTune"
@@ -28,9 +27,7 @@ def finish(
             defaults["adapter"] = "adapter"
         if produce in ("merged", "both"):
             defaults["merged"] = "merged"
-        outs = results.outputs(result, output_dir, defaults, translate_for(spec))
-        if outs:
-            status["outputs"] = outs
+        set_outputs(status, result, spec, output_dir, defaults)
     return status
 
 

@@ -15,12 +15,13 @@ from typing import Any
 
 from ..api.v1alpha1 import API_VERSION, parse
 from ..builders import modelserve as builder
-from ..builders.longrunning import endpoint, names, selector_string
+from ..builders.longrunning import endpoint, names
 from ..status.serving import Blocker
 from .chain import judge_producer, lineage_of
 from .controller import Context, permanent_from
 from .kube import Kube
-from .serving import Pass, body, finish, merge_lineage, owned_by, owner_of
+from .objects import body
+from .serving import apply_or_scale, begin, finish, merge_lineage
 
 log = logging.getLogger("internlm_operator")
 KIND = "ModelServe"
@@ -101,13 +102,10 @@ def resolve(kube: Kube, namespace: str, spec: Any) -> ModelResolution:
 
 
 def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
-    kube = ctx.kube
-    obj = kube.get(API_VERSION, KIND, namespace, name)
-    if obj is None or obj["metadata"].get("deletionTimestamp"):
+    p = begin(ctx, KIND, namespace, name)
+    if p is None:
         return
-    owner = owner_of(obj)
-    p = Pass(ctx, obj, owner, deployment_name=owner.base_name)
-    p.fields["selector"] = selector_string(owner)
+    kube, obj, owner = ctx.kube, p.obj, p.owner
     desired = int((obj.get("spec") or {}).get("replicas", 1) or 0)
 
     children: builder.ServeChildren | None = None
@@ -152,20 +150,8 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
     ):
         p.blocker = None  # the gate guards model changes only: this one serves the same model
 
-    if deploy is not None and not owned_by(deploy, obj):
-        pass  # finish() reports the conflict
-    elif children is not None and p.blocker is None:
-        for m in children.present():
-            kube.apply(m)
-            ctx.checkpoint(m["kind"])
-        for api_version, kind, child in children.absent():
-            kube.delete(api_version, kind, namespace, child)
+    if apply_or_scale(p, deploy, children, desired) and children is not None:
         current_model = children.model_location
-    elif deploy is not None and int(deploy.get("spec", {}).get("replicas") or 0) != desired:
-        # Held back (gate, dependency, bad spec): keep serving what runs, at the wanted scale.
-        kube.merge_patch(
-            "apps/v1", "Deployment", namespace, p.deployment_name, {"spec": {"replicas": desired}}
-        )
 
     serving_now = deploy is not None or (children is not None and p.blocker is None)
     if serving_now:

@@ -11,42 +11,18 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..api.v1alpha1 import API_VERSION
 from ..builders import Owner
-from ..builders.longrunning import COMPONENT
+from ..builders.longrunning import COMPONENT, selector_string
 from ..status import serving
 from ..status.serving import Blocker
 from .controller import Context
 from .kube import record_event
+from .objects import owned_by, owner_of
 
 log = logging.getLogger("internlm_operator")
-
-
-def owner_of(obj: Mapping[str, Any]) -> Owner:
-    md = obj["metadata"]
-    return Owner(
-        API_VERSION,
-        obj["kind"],
-        md["namespace"],
-        md["name"],
-        md["uid"],
-        int(md.get("generation") or 1),
-        dict(md.get("labels") or {}),
-    )
-
-
-def body(obj: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: obj[k] for k in ("apiVersion", "kind", "metadata", "spec") if k in obj}
-
-
-def owned_by(child: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> bool:
-    if child is None:
-        return True
-    refs = child.get("metadata", {}).get("ownerReferences") or []
-    ctrl = next((r for r in refs if r.get("controller")), None)
-    return bool(ctrl and ctrl.get("uid") == obj["metadata"]["uid"])
 
 
 def server_pods(ctx: Context, owner: Owner) -> list[dict[str, Any]]:
@@ -95,6 +71,53 @@ class Pass:
     @property
     def generation(self) -> int:
         return int(self.obj["metadata"].get("generation") or 1)
+
+
+def begin(ctx: Context, kind: str, namespace: str, name: str) -> Pass | None:
+    """A pass over the resource; None when it is gone or being deleted."""
+    obj = ctx.kube.get(API_VERSION, kind, namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return None
+    owner = owner_of(obj)
+    p = Pass(ctx, obj, owner, deployment_name=owner.base_name)
+    p.fields["selector"] = selector_string(owner)
+    return p
+
+
+class Children(Protocol):
+    """The built children of a long-running kind."""
+
+    def present(self) -> list[dict[str, Any]]: ...
+
+    def absent(self) -> list[tuple[str, str, str]]: ...
+
+
+def apply_or_scale(
+    p: Pass, deploy: Mapping[str, Any] | None, children: Children | None, desired: int
+) -> bool:
+    """Apply ``children`` (and delete the optional ones that must not exist) when nothing
+    blocks them; returns whether it did. Held back (gate, dependency, bad spec), keep serving
+    what runs, at the wanted scale. A Deployment someone else owns is left alone
+    (:func:`finish` reports the conflict)."""
+    kube = p.ctx.kube
+    if deploy is not None and not owned_by(deploy, p.obj):
+        return False
+    if children is not None and p.blocker is None:
+        for m in children.present():
+            kube.apply(m)
+            p.ctx.checkpoint(m["kind"])
+        for api_version, kind, child in children.absent():
+            kube.delete(api_version, kind, p.owner.namespace, child)
+        return True
+    if deploy is not None and int(deploy.get("spec", {}).get("replicas") or 0) != desired:
+        kube.merge_patch(
+            "apps/v1",
+            "Deployment",
+            p.owner.namespace,
+            p.deployment_name,
+            {"spec": {"replicas": desired}},
+        )
+    return False
 
 
 def finish(

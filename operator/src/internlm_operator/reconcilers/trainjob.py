@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from ..status import results
-from .batch import KindHooks, reconcile, translate_for
+from .batch import KindHooks, reconcile, set_outputs
 from .controller import Context
 
 KIND = "TrainJob"
@@ -22,9 +21,7 @@ def finish(
     prev: dict[str, Any],
 ) -> dict[str, Any]:
     if status.get("phase") == "Succeeded":
-        outs = results.outputs(result, output_dir, {"model": "hf"}, translate_for(spec))
-        if outs:
-            status["outputs"] = outs
+        set_outputs(status, result, spec, output_dir, {"model": "hf"})
     return status
 
 
