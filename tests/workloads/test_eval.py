@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import HELPERS, free_port, image_env, make_stage, wait_until
+from .conftest import HELPERS, WORKLOADS_SRC, free_port, image_env, make_stage, py, wait_until
 
 pytestmark = pytest.mark.workload
 
@@ -142,3 +142,25 @@ def test_eval_against_openai_compatible_endpoint(tiny: Path, tmp_path: Path, end
     sent = (tmp_path / "requests.jsonl").read_text().splitlines()
     assert len(sent) == 6  # one chat completion per sample, answered by the model
     assert "OPENAI_API_KEY" not in (tmp_path / "r" / "output" / "opencompass_config.py").read_text()
+
+
+def test_eval_named_opencompass_datasets_render(tmp_path: Path) -> None:
+    """Named datasets (OpenCompass config names) are imported with read_base in the rendered
+    config; mmengine loads it (running them would need the datasets, which are not here)."""
+    out = py(
+        "eval",
+        "import json\n"
+        "from pathlib import Path\n"
+        "from mmengine.config import Config\n"
+        "from internlm_workloads.config import parse_config\n"
+        "from internlm_workloads.stages.eval import render_config\n"
+        "cfg = parse_config({'apiVersion': 'workloads.internlm.io/v1', 'stage': 'eval', 'spec': {\n"
+        "    'target': {'type': 'weights', 'path': '/m'}, 'datasets': ['gsm8k_gen'],\n"
+        "    'customDatasets': [{'name': 'mine', 'path': '/d/mine.jsonl', 'format': 'qa'}]}})\n"
+        f"p = Path({str(tmp_path / 'oc.py')!r})\n"
+        "render_config(cfg.spec, p)\n"
+        "c = Config.fromfile(str(p), format_python_code=False)\n"
+        "print(json.dumps([d.get('abbr') for d in c['datasets']]))\n",
+        env={"PYTHONPATH": str(WORKLOADS_SRC)},
+    )
+    assert json.loads(out.strip().splitlines()[-1]) == ["gsm8k", "mine"]

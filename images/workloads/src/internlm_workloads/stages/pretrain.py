@@ -83,12 +83,13 @@ def run(cfg: StageConfig) -> dict[str, Any]:
             raise
         result_file = scratch / "result.json"
         if not result_file.exists():
-            raise StageError("training exited 0 but rank 0 wrote no result")
+            raise StageError("training exited 0 but wrote no result")
         result: dict[str, Any] = json.loads(result_file.read_text())
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     hf = Path(result["outputs"]["model"])
-    if not (hf / "config.json").exists():
+    node_rank = os.environ.get("NODE_RANK", os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    if node_rank == "0" and not (hf / "config.json").exists():
         raise StageError(f"no Hugging Face model at {hf}")
     return result
 

@@ -285,10 +285,11 @@ def train() -> None:
         module.save_pretrained(str(hf), state_dict=state, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(hf))
-        result = {"outputs": {"model": str(hf)}, "checkpoint": last_ckpt}
-        write_json_atomic(WORKER_DIR / "result.json", result)
         log(f"Hugging Face model saved to {hf}")
     dist.barrier()
+    if local_rank == 0:  # every node reports to its own pod (the operator reads node 0 first)
+        result = {"outputs": {"model": str(hf)}, "checkpoint": last_ckpt}
+        write_json_atomic(WORKER_DIR / "result.json", result)
 
 
 def main() -> int:
