@@ -50,6 +50,26 @@ def entrypoint(stage: str) -> list[str]:
     return ["python", "-m", "internlm_workloads", stage]
 
 
+def rendered(
+    ctx: RenderContext,
+    stage: str,
+    spec: Mapping[str, Any],
+    files: Mapping[str, str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    ports: list[dict[str, Any]] | None = None,
+) -> Rendered:
+    """What every workload gets: the stage's entrypoint and ``config.json`` with ``spec``,
+    next to the framework's own config ``files``."""
+    return Rendered(
+        stage=stage,
+        files={"config.json": config_json(ctx, stage, spec), **(files or {})},
+        command=entrypoint(stage),
+        env=dict(env or {}),
+        ports=list(ports or []),
+    )
+
+
 def config_json(ctx: RenderContext, stage: str, spec: Mapping[str, Any]) -> str:
     """``config.json`` as docs/workload-contract.md defines it (None values dropped)."""
     doc = {

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from .base import CONFIG_DIR, InvalidSpec, RenderContext, Rendered, config_json, entrypoint
+from .base import CONFIG_DIR, InvalidSpec, RenderContext, Rendered, rendered
 
 SCHEDULERS = {"cosine": "WarmupCosineLR", "linear": "WarmupDecayLR", "constant": "WarmupLR"}
 
@@ -121,14 +121,8 @@ class DeepSpeed:
     def render(self, ctx: RenderContext) -> Rendered:
         ds = ds_config(ctx)
         spec = pretrain_spec(ctx, f"{CONFIG_DIR}/ds_config.json")
-        return Rendered(
-            stage=self.stage,
-            files={
-                "config.json": config_json(ctx, self.stage, spec),
-                "ds_config.json": json.dumps(ds, indent=2, sort_keys=True) + "\n",
-            },
-            command=entrypoint(self.stage),
-        )
+        ds_json = json.dumps(ds, indent=2, sort_keys=True) + "\n"
+        return rendered(ctx, self.stage, spec, {"ds_config.json": ds_json})
 
 
 RUNTIME = DeepSpeed()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import RenderContext, Rendered, config_json, entrypoint, py_literal
+from .base import RenderContext, Rendered, py_literal, rendered
 from .deepspeed import data_parallel, gradient_accumulation, max_steps, pretrain_spec
 
 
@@ -50,14 +50,7 @@ class InternEvo:
 
     def render(self, ctx: RenderContext) -> Rendered:
         spec = pretrain_spec(ctx, None)
-        return Rendered(
-            stage=self.stage,
-            files={
-                "config.json": config_json(ctx, self.stage, spec),
-                "internevo_config.py": internevo_config(ctx),
-            },
-            command=entrypoint(self.stage),
-        )
+        return rendered(ctx, self.stage, spec, {"internevo_config.py": internevo_config(ctx)})
 
 
 RUNTIME = InternEvo()

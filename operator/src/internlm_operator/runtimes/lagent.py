@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import InvalidSpec, RenderContext, Rendered, config_json, entrypoint
+from .base import InvalidSpec, RenderContext, Rendered, rendered
 
 DEFAULT_PORT = 8000
 
@@ -40,10 +40,10 @@ class Lagent:
             "port": port,
             "maxTurns": int(s.max_turns),
         }
-        return Rendered(
-            stage=self.stage,
-            files={"config.json": config_json(ctx, self.stage, spec)},
-            command=entrypoint(self.stage),
+        return rendered(
+            ctx,
+            self.stage,
+            spec,
             env={"OPENAI_BASE_URL": url, "INTERNLM_LLM_MODEL": model},
             ports=[{"name": "http", "containerPort": port, "protocol": "TCP"}],
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .base import InvalidSpec, RenderContext, Rendered, config_json, entrypoint
+from .base import InvalidSpec, RenderContext, Rendered, rendered
 
 DEFAULT_PORT = 23333
 API_KEYS_ENV = "LMDEPLOY_API_KEYS"
@@ -75,10 +75,10 @@ class LMDeploy:
             adapters=adapters,
         )
         spec = {"modelPath": ctx.paths["model"], "args": args, "port": port}
-        return Rendered(
-            stage=self.stage,
-            files={"config.json": config_json(ctx, self.stage, spec)},
-            command=entrypoint(self.stage),
+        return rendered(
+            ctx,
+            self.stage,
+            spec,
             ports=[{"name": "http", "containerPort": port, "protocol": "TCP"}],
         )
 

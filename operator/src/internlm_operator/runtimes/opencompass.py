@@ -9,9 +9,8 @@ from .base import (
     InvalidSpec,
     RenderContext,
     Rendered,
-    config_json,
-    entrypoint,
     py_literal,
+    rendered,
 )
 
 # The record layouts of custom datasets the workload runs (OpenCompass' data_type); the API
@@ -126,13 +125,8 @@ class OpenCompass:
 
     def render(self, ctx: RenderContext) -> Rendered:
         spec = eval_spec(ctx)
-        return Rendered(
-            stage=self.stage,
-            files={
-                "config.json": config_json(ctx, self.stage, spec),
-                "opencompass_config.py": opencompass_config(ctx, spec),
-            },
-            command=entrypoint(self.stage),
+        return rendered(
+            ctx, self.stage, spec, {"opencompass_config.py": opencompass_config(ctx, spec)}
         )
 
 

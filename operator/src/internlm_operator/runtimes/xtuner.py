@@ -9,9 +9,8 @@ from .base import (
     InvalidSpec,
     RenderContext,
     Rendered,
-    config_json,
-    entrypoint,
     py_literal,
+    rendered,
 )
 
 FORMATS = ("alpaca", "openai")
@@ -92,14 +91,7 @@ class XTuner:
 
     def render(self, ctx: RenderContext) -> Rendered:
         spec = finetune_spec(ctx)
-        return Rendered(
-            stage=self.stage,
-            files={
-                "config.json": config_json(ctx, self.stage, spec),
-                "xtuner_config.py": xtuner_config(ctx, spec),
-            },
-            command=entrypoint(self.stage),
-        )
+        return rendered(ctx, self.stage, spec, {"xtuner_config.py": xtuner_config(ctx, spec)})
 
 
 RUNTIME = XTuner()
