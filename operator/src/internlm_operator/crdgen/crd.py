@@ -31,14 +31,17 @@ def _col(name: str, type_: str, path: str, description: str, priority: int = 0) 
 
 
 _PHASE = _col("Phase", "string", ".status.phase", "Short summary of the state.")
+_STEP = _col("Step", "integer", ".status.progress.step", "Optimizer steps done.")
+_LOSS = _col("Loss", "number", ".status.progress.loss", "Latest training loss.")
+_ENDPOINT = _col("Endpoint", "string", ".status.endpoint", "In-cluster URL.", 1)
 
 PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
     "TrainJob": [
         _PHASE,
         _col("Nodes", "integer", ".spec.nodes", "Number of nodes."),
-        _col("Step", "integer", ".status.progress.step", "Optimizer steps done."),
+        _STEP,
         _col("Total", "integer", ".status.progress.totalSteps", "Steps planned."),
-        _col("Loss", "number", ".status.progress.loss", "Latest training loss."),
+        _LOSS,
         _col("Restarts", "integer", ".status.restarts", "Gang restarts.", 1),
         _AGE,
     ],
@@ -46,8 +49,8 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         _PHASE,
         _col("Method", "string", ".spec.method", "lora, qlora or full."),
         _col("Epoch", "integer", ".status.progress.epoch", "Current epoch."),
-        _col("Step", "integer", ".status.progress.step", "Optimizer steps done."),
-        _col("Loss", "number", ".status.progress.loss", "Latest training loss."),
+        _STEP,
+        _LOSS,
         _col("Output", "string", ".status.outputs.merged", "Merged model location.", 1),
         _AGE,
     ],
@@ -63,14 +66,14 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         _col("Ready", "integer", ".status.readyReplicas", "Ready servers."),
         _col("Replicas", "integer", ".spec.replicas", "Desired servers."),
         _col("Model", "string", ".status.servedModelName", "Served model name."),
-        _col("Endpoint", "string", ".status.endpoint", "In-cluster URL.", 1),
+        _ENDPOINT,
         _AGE,
     ],
     "Agent": [
         _PHASE,
         _col("Ready", "integer", ".status.readyReplicas", "Ready agent pods."),
         _col("LLM", "string", ".status.llm.model", "Model the agent uses."),
-        _col("Endpoint", "string", ".status.endpoint", "In-cluster URL.", 1),
+        _ENDPOINT,
         _AGE,
     ],
 }
