@@ -35,6 +35,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
 
 
+def run_tool(
+    name: str,
+    command: list[str],
+    args: tuple[str, ...],
+    *,
+    input: str | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command + args`` capturing text output; with ``check``, a non-zero exit fails the
+    test with the output (``name args`` says which command)."""
+    res = subprocess.run(
+        [*command, *args],
+        input=input,
+        text=True,
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(
+            f"{name} {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}"
+        )
+    return res
+
+
 @dataclass
 class Cluster:
     kubeconfig: Path
@@ -48,24 +76,44 @@ class Cluster:
         check: bool = True,
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run(
-            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig), *args],
+        return run_tool(
+            "kubectl",
+            [str(self.kubectl_bin), "--kubeconfig", str(self.kubeconfig)],
+            args,
             input=input,
-            text=True,
-            capture_output=True,
+            check=check,
             timeout=timeout,
-            check=False,
         )
-        if check and res.returncode != 0:
-            raise AssertionError(
-                f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}"
-            )
-        return res
 
     def get(self, *args: str) -> dict[str, Any]:
         """``kubectl get ... -o json`` parsed."""
         out: dict[str, Any] = json.loads(self.kubectl("get", *args, "-o", "json").stdout)
         return out
+
+    def merge_patch(
+        self,
+        kind: str,
+        name: str,
+        namespace: str,
+        patch: dict[str, Any],
+        *,
+        subresource: str | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess[str]:
+        """``kubectl patch --type=merge`` of an object (or of its ``subresource``)."""
+        sub = [f"--subresource={subresource}"] if subresource else []
+        return self.kubectl(
+            "patch",
+            kind,
+            name,
+            "-n",
+            namespace,
+            *sub,
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+            check=check,
+        )
 
     def apply(self, manifest: dict[str, Any] | str, namespace: str | None = None) -> None:
         text = manifest if isinstance(manifest, str) else json.dumps(manifest)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import REPO, Cluster
+from tests.conftest import REPO, Cluster, run_tool
 
 sys.path.insert(0, str(REPO / "e2e"))
 
@@ -49,19 +49,9 @@ class Helm:
         if args and args[0] == "template":
             # helm built by `go install` defaults to Kubernetes v1.20 without a cluster.
             kc += ["--kube-version", KUBE_VERSION]
-        res = subprocess.run(
-            [str(self.binary), *kc, *args],
-            text=True,
-            capture_output=True,
-            timeout=timeout,
-            env=env,
-            check=False,
+        return run_tool(
+            "helm", [str(self.binary), *kc], args, env=env, check=check, timeout=timeout
         )
-        if check and res.returncode != 0:
-            raise AssertionError(
-                f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}"
-            )
-        return res
 
     def template(
         self,

@@ -176,30 +176,11 @@ def test_status_subresource_accepts_model_status(cluster: Cluster, ns: str) -> N
         "passed": True,
     }
     name = "internlm2-5-7b-chat-eval"
-    cluster.kubectl(
-        "patch",
-        "evalrun",
-        name,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
+    cluster.merge_patch("evalrun", name, ns, {"status": status}, subresource="status")
     got = cluster.get("evalrun", name, "-n", ns)["status"]
     assert got["scores"][0]["value"] == 71.2
-    bad = cluster.kubectl(
-        "patch",
-        "evalrun",
-        name,
-        "-n",
-        ns,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"phase": "Exploded"}}),
-        check=False,
+    bad = cluster.merge_patch(
+        "evalrun", name, ns, {"status": {"phase": "Exploded"}}, subresource="status", check=False
     )
     assert bad.returncode != 0 and "status.phase" in bad.stderr
 

@@ -185,16 +185,7 @@ def test_sample_ready_scale_rollout_crash(
     t = threading.Thread(target=watch, daemon=True)
     t.start()
     try:
-        cluster.kubectl(
-            "patch",
-            "modelserve",
-            name,
-            "-n",
-            namespace,
-            "--type=merge",
-            "-p",
-            '{"spec": {"maxBatchSize": 64}}',
-        )
+        cluster.merge_patch("modelserve", name, namespace, {"spec": {"maxBatchSize": 64}})
 
         def rolled() -> bool:
             dd = ms.deployment()
@@ -316,15 +307,8 @@ def test_gated_modelserve_waits_for_passing_evalrun(
     # a passing EvalRun exists and the gate points at it: the model is served
     cluster.apply(evalrun("eval-good"), namespace=namespace)
     finish_eval("eval-good", 71.5)
-    cluster.kubectl(
-        "patch",
-        "modelserve",
-        "gated",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec": {"gate": {"evalRun": "eval-good"}}}',
+    cluster.merge_patch(
+        "modelserve", "gated", namespace, {"spec": {"gate": {"evalRun": "eval-good"}}}
     )
     st = ms.wait_ready(timeout=90)
     assert st["modelSource"] == "pvc://models/chat-v2"
@@ -334,22 +318,16 @@ def test_gated_modelserve_waits_for_passing_evalrun(
 
     # a model change on a running server waits for its gate; the old model keeps serving
     cluster.apply(evalrun("eval-v3"), namespace=namespace)
-    cluster.kubectl(
-        "patch",
+    cluster.merge_patch(
         "modelserve",
         "gated",
-        "-n",
         namespace,
-        "--type=merge",
-        "-p",
-        json.dumps(
-            {
-                "spec": {
-                    "model": {"pvc": {"claimName": "models", "path": "chat-v3"}},
-                    "gate": {"evalRun": "eval-v3"},
-                }
+        {
+            "spec": {
+                "model": {"pvc": {"claimName": "models", "path": "chat-v3"}},
+                "gate": {"evalRun": "eval-v3"},
             }
-        ),
+        },
     )
     st = ms.wait(
         "holding the new model",

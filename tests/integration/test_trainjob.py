@@ -189,30 +189,12 @@ def test_suspend_and_resume(cluster: Cluster, namespace: str, operator: Operator
     tj = apply(cluster, namespace, small("pause"))
     tj.wait_running(1)
     tj.wait_phase("Running")
-    cluster.kubectl(
-        "patch",
-        "trainjob",
-        "pause",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"suspend":true}}',
-    )
+    cluster.merge_patch("trainjob", "pause", namespace, {"spec": {"suspend": True}})
     st = tj.wait_phase("Suspended")
     assert next(c for c in st["conditions"] if c["type"] == "Suspended")["status"] == "True"
     assert tj.job()["spec"]["suspend"] is True
     wait_until("pods gone", lambda: not tj.pods())
-    cluster.kubectl(
-        "patch",
-        "trainjob",
-        "pause",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"suspend":false}}',
-    )
+    cluster.merge_patch("trainjob", "pause", namespace, {"spec": {"suspend": False}})
     tj.wait_running(1)
     tj.wait_phase("Running")
     tj.finish_all(1)
@@ -243,15 +225,8 @@ def test_spec_change_restarts_with_new_spec(
     tj = apply(cluster, namespace, small("change"))
     first = wait_until("Job", tj.job)
     tj.wait_running(1)
-    cluster.kubectl(
-        "patch",
-        "trainjob",
-        "change",
-        "-n",
-        namespace,
-        "--type=merge",
-        "-p",
-        '{"spec":{"optimization":{"learningRate":0.0002}}}',
+    cluster.merge_patch(
+        "trainjob", "change", namespace, {"spec": {"optimization": {"learningRate": 0.0002}}}
     )
     wait_until(
         "a Job with the new spec",
