@@ -16,33 +16,20 @@ CRDS = REPO / "crds"
 
 # Keywords a structural schema node may carry (apiextensions.k8s.io/v1 JSONSchemaProps that
 # crdgen emits); anything else means a pydantic construct leaked through.
-ALLOWED = {
-    "description",
-    "type",
-    "format",
-    "enum",
-    "default",
-    "nullable",
-    "minimum",
-    "exclusiveMinimum",
-    "maximum",
-    "exclusiveMaximum",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "minItems",
-    "maxItems",
-    "maxProperties",
-    "required",
-    "properties",
-    "additionalProperties",
-    "items",
-    "x-kubernetes-validations",
-    "x-kubernetes-list-type",
-    "x-kubernetes-list-map-keys",
-    "x-kubernetes-preserve-unknown-fields",
-    "x-kubernetes-int-or-string",
-}
+ALLOWED = (
+    {"description", "type", "format", "enum", "default", "nullable"}
+    | {"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"}  # numbers
+    | {"minLength", "maxLength", "pattern"}  # strings
+    | {"minItems", "maxItems", "items"}  # arrays
+    | {"maxProperties", "required", "properties", "additionalProperties"}  # objects
+    | {
+        "x-kubernetes-validations",
+        "x-kubernetes-list-type",
+        "x-kubernetes-list-map-keys",
+        "x-kubernetes-preserve-unknown-fields",
+        "x-kubernetes-int-or-string",
+    }
+)
 FORBIDDEN = {"$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "uniqueItems", "const", "title"}
 
 
