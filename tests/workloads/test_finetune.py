@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import make_stage, py
+from .conftest import free_port, make_stage, py
 
 pytestmark = pytest.mark.workload
 
@@ -39,9 +39,14 @@ def ft_spec(tiny: Path, **over: Any) -> dict[str, Any]:
 CPU = {"INTERNLM_CPU_SHIMS": "1", "NPROC_PER_NODE": "1"}
 
 
+def two_procs() -> dict[str, str]:
+    return {**CPU, "NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
+
+
 @pytest.mark.timeout(900)
-def test_finetune_lora_adapter_and_merged_model_load(tiny: Path, tmp_path: Path) -> None:
-    run = make_stage("finetune", "finetune", ft_spec(tiny), tmp_path, env=CPU, shims=True)
+def test_finetune_lora_2_procs_adapter_and_merged_model_load(tiny: Path, tmp_path: Path) -> None:
+    """2 processes (torchrun, gloo, DDP); conversions then run in one process."""
+    run = make_stage("finetune", "finetune", ft_spec(tiny), tmp_path, env=two_procs(), shims=True)
     rc = run.run(timeout=850)
     assert rc == 0, run.log()[-4000:]
     result = run.termination()

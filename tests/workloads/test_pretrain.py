@@ -192,3 +192,33 @@ def test_pretrain_bad_config_or_missing_input_fails_with_reason(
     result = run.termination()
     assert rc == 1, run.log()[-3000:]
     assert result["ok"] is False and reason in result["reason"], result
+
+
+@pytest.mark.timeout(900)
+def test_pretrain_two_nodes_indexed_job_contract(tiny: Path, tmp_path: Path) -> None:
+    """Two pods of an Indexed Job (NNODES=2, NODE_RANK 0/1, MASTER_ADDR/PORT of pod 0), one
+    process each, sharing the output volume: both finish and report."""
+    port = str(free_port())
+    spec = pretrain_spec(tiny, maxSteps=6, checkpoint={"interval": 3, "keep": 1, "resume": True})
+    shared = tmp_path / "node0" / "output"
+    runs = []
+    for rank in (0, 1):
+        env = {
+            "NNODES": "2",
+            "NODE_RANK": str(rank),
+            "NPROC_PER_NODE": "1",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": port,
+            "INTERNLM_OUTPUT_DIR": str(shared),
+        }
+        runs.append(make_stage("pretrain", "pretrain", spec, tmp_path / f"node{rank}", env=env))
+    for r in runs:
+        r.start()
+    rcs = [r.wait(timeout=800) for r in runs]
+    assert rcs == [0, 0], [r.log()[-3000:] for r in runs]
+    results = [r.termination() for r in runs]
+    assert all(res["ok"] for res in results)
+    assert results[0]["outputs"]["model"] == results[1]["outputs"]["model"] == str(shared / "hf")
+    assert results[0]["checkpoint"]["step"] == 6
+    assert (shared / "hf" / "config.json").exists()
+    assert runs[0].progress()["step"] == 6  # global rank 0 reports progress

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -250,13 +251,24 @@ def run_tool(
         raise StageError(f"{what} exited with code {rc}" + (f": {tail}" if tail else ""))
 
 
+EXC_RE = re.compile(r"^(?:[\w.]*\.)?\w*(?:Error|Exception|Interrupt)\b:?|: error: ")
+
+
 def last_error_line(path: Path | None, pattern: str = "Error") -> str:
-    """The last line of a log that looks like an exception, for the one-line reason."""
+    """The last line of a log that looks like an exception (``SomeError: ...`` or argparse's
+    ``prog: error: ...``), for the one-line reason; else the last line mentioning ``pattern``."""
     if not path or not path.exists():
         return ""
-    lines = path.read_text(errors="replace").splitlines()
-    for line in reversed(lines[-400:]):
-        s = line.strip()
-        if pattern in s and not s.startswith(("File ", "warnings.warn")):
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines()[-2000:]]
+    skip = ("ChildFailedError", "error_file", "Warning", "To enable traceback")
+    for s in reversed(lines):
+        if EXC_RE.search(s) and not any(k in s for k in skip):
+            return one_line(s, 300)
+    for s in reversed(lines):
+        if (
+            pattern in s
+            and not s.startswith(("File ", "warnings.warn"))
+            and not any(k in s for k in skip)
+        ):
             return one_line(s, 300)
     return ""

@@ -234,6 +234,9 @@ def run(cfg: StageConfig) -> dict[str, Any]:
 
     outputs: dict[str, str] = {}
     lora = spec.method in ("lora", "qlora")
+    # conversions run in one process: XTuner's CLI would wrap them in torchrun (and pass them a
+    # --launcher flag they reject) when NPROC_PER_NODE/NNODES say otherwise
+    env = {**env, "NPROC_PER_NODE": "1", "NNODES": "1", "NODE_RANK": "0"}
     hf_dir = out / ("adapter" if lora else "merged")
     shutil.rmtree(hf_dir, ignore_errors=True)
     run_tool(
