@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import free_port, make_stage, py
+from .conftest import REPO, free_port, make_stage, py
 
 pytestmark = pytest.mark.workload
 
@@ -116,3 +116,42 @@ def test_finetune_bad_config_fails_with_reason(
     rc = run.run(timeout=300)
     result = run.termination()
     assert rc == 1 and result["ok"] is False and reason in result["reason"], result
+
+
+@pytest.mark.timeout(900)
+def test_finetune_runs_what_the_operator_renders(tiny: Path, tmp_path: Path) -> None:
+    """The operator's own ConfigMap for samples/finetune.yaml (config.json + xtuner_config.py),
+    with its mount paths pointed at the tiny model and a dataset directory, and the sizes cut
+    for a CPU: the stage accepts it and produces adapter and merged model."""
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(REPO / "tests" / "unit"))
+    from test_batch_builders import children  # the operator's builders, as its tests call them
+
+    doc = yaml.safe_load((REPO / "samples" / "finetune.yaml").read_text())
+    data = children(doc).config_map["data"]
+    mount = tmp_path / "etc-internlm"
+    mount.mkdir()
+    (mount / "xtuner_config.py").write_text(data["xtuner_config.py"])
+    cfg = json.loads(data["config.json"])
+    dataset_dir = tmp_path / "inputs" / "dataset"
+    dataset_dir.mkdir(parents=True)
+    (dataset_dir / "train.json").write_text((tiny / "alpaca.json").read_text())
+    cfg["outputDir"] = str(tmp_path / "output")
+    cfg["spec"].update(
+        modelPath=str(tiny / "model"),
+        datasetPath=str(dataset_dir),
+        xtunerConfigPath=str(mount / "xtuner_config.py"),
+        deepspeedStage=None,  # CPU
+        maxLength=256,
+        epochs=1,
+        gradientAccumulation=1,
+        lora={**cfg["spec"]["lora"], "r": 8, "targetModules": None},  # Llama, not InternLM2
+    )
+    run = make_stage("finetune", "finetune", {}, tmp_path, env=CPU, shims=True, raw_config=cfg)
+    rc = run.run(timeout=850)
+    assert rc == 0, run.log()[-4000:]
+    result = run.termination()
+    assert result["ok"] and set(result["outputs"]) == {"adapter", "merged", "model"}

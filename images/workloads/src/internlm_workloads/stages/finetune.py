@@ -33,6 +33,13 @@ def _cuda() -> bool:
 def render_config(spec: FinetuneSpec, path: Path, cuda: bool) -> None:
     """An XTuner (mmengine) config for the spec, modelled on XTuner's own alpaca configs."""
     fmt_map = {"alpaca": "alpaca_map_fn", "openai": "openai_map_fn"}[spec.dataset_format]
+    if Path(spec.dataset_path).is_dir():
+        # a dataset directory (e.g. a Hub dataset snapshot): datasets picks the file format
+        dataset = f"dict(type=load_dataset, path={spec.dataset_path!r})"
+    else:
+        dataset = (
+            f"dict(type=load_dataset, path='json', data_files=dict(train={spec.dataset_path!r}))"
+        )
     lora = spec.lora
     targets = lora.target_modules
     dtype = "torch.bfloat16" if cuda else "torch.float32"
@@ -83,7 +90,6 @@ from xtuner.model import SupervisedFinetune
 from xtuner.utils import PROMPT_TEMPLATE
 
 pretrained_model_name_or_path = {spec.model_path!r}
-data_files = {spec.dataset_path!r}
 prompt_template = PROMPT_TEMPLATE.{spec.template}
 max_length = {spec.max_length}
 pack_to_max_length = {spec.packing!r}
@@ -107,7 +113,7 @@ model = dict(
 
 train_dataset = dict(
     type=process_hf_dataset,
-    dataset=dict(type=load_dataset, path='json', data_files=dict(train=data_files)),
+    dataset={dataset},
     tokenizer=tokenizer,
     max_length=max_length,
     dataset_map_fn={fmt_map},
@@ -152,6 +158,15 @@ log_processor = dict(by_epoch=False)
     path.write_text(text)
 
 
+def is_runnable_config(path: Path) -> bool:
+    """A full XTuner/mmengine config defines the model and the training data loader; a file of
+    plain parameters does not (``xtuner train`` would fail on it)."""
+    text = path.read_text(errors="replace")
+    return bool(
+        re.search(r"^model\s*=", text, re.M) and re.search(r"^train_dataloader\s*=", text, re.M)
+    )
+
+
 def check_inputs(spec: FinetuneSpec, cuda: bool) -> None:
     if not Path(spec.model_path).exists():
         raise StageError(f"modelPath {spec.model_path} does not exist")
@@ -193,10 +208,15 @@ def run(cfg: StageConfig) -> dict[str, Any]:
     check_inputs(spec, cuda)
     work = out / "work_dirs"
     work.mkdir(parents=True, exist_ok=True)
-    if spec.xtuner_config_path:
+    xcfg = out / "xtuner_config.py"
+    if spec.xtuner_config_path and is_runnable_config(Path(spec.xtuner_config_path)):
         xcfg = Path(spec.xtuner_config_path)
     else:
-        xcfg = out / "xtuner_config.py"
+        if spec.xtuner_config_path:
+            log(
+                f"{spec.xtuner_config_path} is not a runnable XTuner config (no model / "
+                "train_dataloader): rendering the XTuner config from the spec instead"
+            )
         render_config(spec, xcfg, cuda)
 
     env = dict(os.environ)
