@@ -51,6 +51,11 @@ test: venv binaries
 test-integration: venv binaries
 	$(PY) -m pytest -q -m cluster
 
+# Workload stages for real on CPU, each in its image's lock-file env
+# (images/workloads/envs.sh; cached in ~/.cache/internlm-operator/venvs).
+test-workloads: venv
+	$(PY) -m pytest tests/workloads -m workload -q
+
 # --- Helm chart and demo (docs/helm.md, docs/demo.md) ----------------------------------------
 HELM_CHART := helm/internlm-operator
 
