@@ -222,3 +222,42 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if res.returncode != 0:
         pytest.fail(f"make_tiny failed:\n{res.stderr[-4000:]}")
     return out
+
+
+def operator_rendered(
+    doc: dict[str, Any],
+    paths: dict[str, str],
+    workdir: Path,
+    *,
+    extra: dict[str, Any] | None = None,
+    gpus: int = 0,
+) -> dict[str, Any]:
+    """Render a resource (a manifest dict) through the operator's own runtime, as its builders
+    do, with ``paths`` as the resolved inputs: the tool configs are written where the
+    ConfigMap would be mounted (``workdir/etc-internlm``) and config.json, pointing at them,
+    is returned for :func:`make_stage` (``raw_config``). What is tested is what ships."""
+    from internlm_operator.api.v1alpha1 import parse
+    from internlm_operator.runtimes import CONFIG_DIR, RenderContext, for_resource
+
+    spec = parse(doc).spec
+    ctx = RenderContext(
+        kind=doc["kind"],
+        namespace="test",
+        name=doc["metadata"]["name"],
+        uid="0",
+        spec=spec,
+        paths=paths,
+        output_dir=str(workdir / "output"),
+        gpus_per_node=gpus,
+        extra=extra or {},
+    )
+    rendered = for_resource(doc["kind"], spec).render(ctx)
+    mount = workdir / "etc-internlm"
+    mount.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.files.items():
+        (mount / name).write_text(text)
+    cfg: dict[str, Any] = json.loads(rendered.files["config.json"])
+    for key, value in cfg["spec"].items():
+        if key.endswith("ConfigPath") and str(value).startswith(CONFIG_DIR + "/"):
+            cfg["spec"][key] = str(mount / value[len(CONFIG_DIR) + 1 :])
+    return cfg

@@ -1,5 +1,7 @@
 """finetune: XTuner 0.2.0 LoRA SFT on CPU, `xtuner convert pth_to_hf` and `convert merge`.
-CPU-only shims (shims/sitecustomize.py) are test setup, not part of the image."""
+The XTuner config is always the operator's (internlm_operator.runtimes.xtuner, rendered here
+through its runtime as the builders do), so what is tested is what ships. CPU-only shims
+(shims/sitecustomize.py) are test setup, not part of the image."""
 
 from __future__ import annotations
 
@@ -8,10 +10,52 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from .conftest import REPO, free_port, make_stage, py
+from .conftest import REPO, free_port, make_stage, operator_rendered, py
 
 pytestmark = pytest.mark.workload
+
+
+def ft_doc(**over: Any) -> dict[str, Any]:
+    """A FineTune manifest sized for a CPU and the tiny Llama model: the sample's, with
+    ``over`` merged into its spec (hyperparameters merged key by key)."""
+    doc: dict[str, Any] = yaml.safe_load((REPO / "samples" / "finetune.yaml").read_text())
+    spec = doc["spec"]
+    spec.update(
+        lora={"r": 8, "alpha": 16, "dropout": 0.05},  # Llama: every linear layer
+        deepspeedStage=0,  # CPU
+        produce="both",
+    )
+    spec["hyperparameters"].update(
+        epochs=1,
+        learningRate=1e-3,
+        maxLength=256,
+        batchSize=2,
+        gradientAccumulation=1,
+        packing=True,
+        # a few iterations in all: a warmup of a fraction of them would round to zero
+        warmupRatio=0,
+    )
+    for k, v in over.items():
+        if k == "hyperparameters":
+            spec[k].update(v)
+        elif v is None:
+            spec.pop(k, None)
+        else:
+            spec[k] = v
+    return doc
+
+
+def ft_config(
+    tiny: Path, workdir: Path, dataset: Path | None = None, model: Path | None = None, **over: Any
+) -> dict[str, Any]:
+    """config.json of the operator's rendering (its xtuner_config.py written next to it)."""
+    paths = {
+        "model": str(model or tiny / "model"),
+        "dataset": str(dataset or tiny / "alpaca.json"),
+    }
+    return operator_rendered(ft_doc(**over), paths, workdir)
 
 
 def ft_spec(tiny: Path, **over: Any) -> dict[str, Any]:
@@ -46,7 +90,10 @@ def two_procs() -> dict[str, str]:
 @pytest.mark.timeout(900)
 def test_finetune_lora_2_procs_adapter_and_merged_model_load(tiny: Path, tmp_path: Path) -> None:
     """2 processes (torchrun, gloo, DDP); conversions then run in one process."""
-    run = make_stage("finetune", "finetune", ft_spec(tiny), tmp_path, env=two_procs(), shims=True)
+    cfg = ft_config(tiny, tmp_path)
+    run = make_stage(
+        "finetune", "finetune", {}, tmp_path, env=two_procs(), shims=True, raw_config=cfg
+    )
     rc = run.run(timeout=850)
     assert rc == 0, run.log()[-4000:]
     result = run.termination()
@@ -83,13 +130,9 @@ def test_finetune_xtuner_failure_exit_zero_is_caught(tiny: Path, tmp_path: Path)
     """`xtuner train` exits 0 when training crashes; the stage must fail with the reason."""
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"prompt": "no alpaca fields", "completion": "x"}] * 8))
+    cfg = ft_config(tiny, tmp_path / "run", dataset=bad)
     run = make_stage(
-        "finetune",
-        "finetune",
-        ft_spec(tiny, datasetPath=str(bad)),
-        tmp_path / "run",
-        env=CPU,
-        shims=True,
+        "finetune", "finetune", {}, tmp_path / "run", env=CPU, shims=True, raw_config=cfg
     )
     rc = run.run(timeout=850)
     result = run.termination()
@@ -104,14 +147,33 @@ def test_finetune_xtuner_failure_exit_zero_is_caught(tiny: Path, tmp_path: Path)
     [
         ({"method": "qlora"}, "method qlora needs a CUDA GPU"),
         ({"template": "nope"}, "template 'nope' is not an XTuner prompt template"),
-        ({"modelPath": "/nope"}, "modelPath /nope does not exist"),
-        ({"lora": {"r": 0}}, "spec.lora.r: must be > 0"),
-        ({"produce": "everything"}, "spec.produce: must be one of"),
+        ({"model": "/nope"}, "modelPath /nope does not exist"),
     ],
 )
 def test_finetune_bad_config_fails_with_reason(
     tiny: Path, tmp_path: Path, over: dict[str, Any], reason: str
 ) -> None:
+    """Specs the operator accepts but the pod cannot run, rendered by the operator."""
+    model = Path(over.pop("model")) if "model" in over else None
+    cfg = ft_config(tiny, tmp_path, model=model, **over)
+    run = make_stage("finetune", "finetune", {}, tmp_path, env=CPU, shims=True, raw_config=cfg)
+    rc = run.run(timeout=300)
+    result = run.termination()
+    assert rc == 1 and result["ok"] is False and reason in result["reason"], result
+
+
+@pytest.mark.parametrize(
+    ("over", "reason"),
+    [
+        ({"lora": {"r": 0}}, "spec.lora.r: must be > 0"),
+        ({"produce": "everything"}, "spec.produce: must be one of"),
+        ({}, "xtunerConfigPath is not set"),
+    ],
+)
+def test_finetune_bad_config_json_fails_with_reason(
+    tiny: Path, tmp_path: Path, over: dict[str, Any], reason: str
+) -> None:
+    """config.json the operator would never write (version skew): the workload's parser."""
     run = make_stage("finetune", "finetune", ft_spec(tiny, **over), tmp_path, env=CPU, shims=True)
     rc = run.run(timeout=300)
     result = run.termination()
@@ -119,39 +181,27 @@ def test_finetune_bad_config_fails_with_reason(
 
 
 @pytest.mark.timeout(900)
-def test_finetune_runs_what_the_operator_renders(tiny: Path, tmp_path: Path) -> None:
-    """The operator's own ConfigMap for samples/finetune.yaml (config.json + xtuner_config.py),
-    with its mount paths pointed at the tiny model and a dataset directory, and the sizes cut
-    for a CPU: the stage accepts it and produces adapter and merged model."""
-    import sys
-
-    import yaml
-
-    sys.path.insert(0, str(REPO / "tests" / "unit"))
-    from test_batch_builders import children  # the operator's builders, as its tests call them
-
-    doc = yaml.safe_load((REPO / "samples" / "finetune.yaml").read_text())
-    data = children(doc).config_map["data"]
-    mount = tmp_path / "etc-internlm"
-    mount.mkdir()
-    (mount / "xtuner_config.py").write_text(data["xtuner_config.py"])
-    cfg = json.loads(data["config.json"])
+def test_finetune_full_from_a_dataset_directory(tiny: Path, tmp_path: Path) -> None:
+    """method full (no adapter: the converted model is the output) on a dataset directory, as a
+    Hugging Face Hub snapshot arrives (the operator's config lets `datasets` pick the format)."""
     dataset_dir = tmp_path / "inputs" / "dataset"
     dataset_dir.mkdir(parents=True)
     (dataset_dir / "train.json").write_text((tiny / "alpaca.json").read_text())
-    cfg["outputDir"] = str(tmp_path / "output")
-    cfg["spec"].update(
-        modelPath=str(tiny / "model"),
-        datasetPath=str(dataset_dir),
-        xtunerConfigPath=str(mount / "xtuner_config.py"),
-        deepspeedStage=None,  # CPU
-        maxLength=256,
-        epochs=1,
-        gradientAccumulation=1,
-        lora={**cfg["spec"]["lora"], "r": 8, "targetModules": None},  # Llama, not InternLM2
-    )
+    cfg = ft_config(tiny, tmp_path, dataset=dataset_dir, method="full", lora=None, produce="merged")
+    xcfg = Path(cfg["spec"]["xtunerConfigPath"]).read_text()
+    assert "lora=None" in xcfg and f"data_path = {json.dumps(str(dataset_dir))}" in xcfg
     run = make_stage("finetune", "finetune", {}, tmp_path, env=CPU, shims=True, raw_config=cfg)
     rc = run.run(timeout=850)
     assert rc == 0, run.log()[-4000:]
     result = run.termination()
-    assert result["ok"] and set(result["outputs"]) == {"adapter", "merged", "model"}
+    out = tmp_path / "output"
+    assert result["ok"] and result["outputs"] == {
+        "merged": str(out / "merged"),
+        "model": str(out / "merged"),
+    }
+    assert not (out / "adapter").exists()
+    py(
+        "finetune",
+        "import transformers\n"
+        f"transformers.AutoModelForCausalLM.from_pretrained({str(out / 'merged')!r})\n",
+    )

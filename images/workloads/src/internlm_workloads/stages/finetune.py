@@ -1,6 +1,11 @@
 """finetune: XTuner 0.2.0 SFT (LoRA, QLoRA or full), then ``xtuner convert pth_to_hf`` and,
 when asked, ``xtuner convert merge``.
 
+The XTuner config is the operator's (``xtunerConfigPath``, rendered by
+``internlm_operator.runtimes.xtuner``) and runs as is; this stage only adds what is known at
+run time: ``--work-dir`` under the output dir, ``--deepspeed`` from ``deepspeedStage`` and
+``--resume`` from the last checkpoint.
+
 The ``xtuner`` CLI exits 0 even when training crashed (it runs the trainer with an unchecked
 ``subprocess.run``), so every step is checked by what it produced: a checkpoint named by
 ``last_checkpoint``, an adapter with its config and weights, a merged model that has weights.
@@ -30,149 +35,14 @@ def _cuda() -> bool:
         return False
 
 
-def render_config(spec: FinetuneSpec, path: Path, cuda: bool) -> None:
-    """An XTuner (mmengine) config for the spec, modelled on XTuner's own alpaca configs."""
-    fmt_map = {"alpaca": "alpaca_map_fn", "openai": "openai_map_fn"}[spec.dataset_format]
-    if Path(spec.dataset_path).is_dir():
-        # a dataset directory (e.g. a Hub dataset snapshot): datasets picks the file format
-        dataset = f"dict(type=load_dataset, path={spec.dataset_path!r})"
-    else:
-        dataset = (
-            f"dict(type=load_dataset, path='json', data_files=dict(train={spec.dataset_path!r}))"
-        )
-    lora = spec.lora
-    targets = lora.target_modules
-    dtype = "torch.bfloat16" if cuda else "torch.float32"
-    quant = ""
-    if spec.method == "qlora":
-        quant = (
-            "quantization_config=dict(type=BitsAndBytesConfig, load_in_4bit=True, "
-            "load_in_8bit=False, llm_int8_threshold=6.0, llm_int8_has_fp16_weight=False, "
-            "bnb_4bit_compute_dtype=torch.bfloat16, bnb_4bit_use_double_quant=True, "
-            "bnb_4bit_quant_type='nf4'),"
-        )
-    lora_block = ""
-    if spec.method in ("lora", "qlora"):
-        lora_block = (
-            f"lora=dict(type=LoraConfig, r={lora.r}, lora_alpha={lora.alpha}, "
-            f"lora_dropout={lora.dropout}, bias='none', task_type='CAUSAL_LM'"
-            + (f", target_modules={targets!r}" if targets else "")
-            + "),"
-        )
-    if cuda:
-        optim = (
-            "dict(type=AmpOptimWrapper, optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.999), "
-            "weight_decay=0), clip_grad=dict(max_norm=1, error_if_nonfinite=False), "
-            "accumulative_counts=accumulative_counts, loss_scale='dynamic', dtype='bfloat16')"
-        )
-    else:
-        optim = (
-            "dict(type=OptimWrapper, optimizer=dict(type=AdamW, lr=lr, betas=(0.9, 0.999), "
-            "weight_decay=0), clip_grad=dict(max_norm=1, error_if_nonfinite=False), "
-            "accumulative_counts=accumulative_counts)"
-        )
-    text = f"""# Rendered by internlm_workloads from the FineTune spec.
-import torch
-from datasets import load_dataset
-from mmengine.dataset import DefaultSampler
-from mmengine.hooks import (CheckpointHook, DistSamplerSeedHook, IterTimerHook, LoggerHook,
-                            ParamSchedulerHook)
-from mmengine.optim import AmpOptimWrapper, CosineAnnealingLR, OptimWrapper
-from peft import LoraConfig
-from torch.optim import AdamW
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
-from xtuner.dataset import process_hf_dataset
-from xtuner.dataset.collate_fns import default_collate_fn
-from xtuner.dataset.map_fns import {fmt_map}, template_map_fn_factory
-from xtuner.engine.hooks import DatasetInfoHook
-from xtuner.engine.runner import TrainLoop
-from xtuner.model import SupervisedFinetune
-from xtuner.utils import PROMPT_TEMPLATE
-
-pretrained_model_name_or_path = {spec.model_path!r}
-prompt_template = PROMPT_TEMPLATE.{spec.template}
-max_length = {spec.max_length}
-pack_to_max_length = {spec.packing!r}
-batch_size = {spec.batch_size}
-accumulative_counts = {spec.gradient_accumulation}
-max_epochs = {spec.epochs}
-lr = {spec.learning_rate!r}
-
-tokenizer = dict(type=AutoTokenizer.from_pretrained,
-                 pretrained_model_name_or_path=pretrained_model_name_or_path,
-                 trust_remote_code=True, padding_side='right')
-
-model = dict(
-    type=SupervisedFinetune,
-    use_varlen_attn=False,
-    llm=dict(type=AutoModelForCausalLM.from_pretrained,
-             pretrained_model_name_or_path=pretrained_model_name_or_path,
-             trust_remote_code=True, torch_dtype={dtype}, {quant}),
-    {lora_block}
-)
-
-train_dataset = dict(
-    type=process_hf_dataset,
-    dataset={dataset},
-    tokenizer=tokenizer,
-    max_length=max_length,
-    dataset_map_fn={fmt_map},
-    template_map_fn=dict(type=template_map_fn_factory, template=prompt_template),
-    remove_unused_columns=True,
-    shuffle_before_pack=True,
-    pack_to_max_length=pack_to_max_length,
-    use_varlen_attn=False)
-
-train_dataloader = dict(
-    batch_size=batch_size, num_workers=0, dataset=train_dataset,
-    sampler=dict(type=DefaultSampler, shuffle=True),
-    collate_fn=dict(type=default_collate_fn, use_varlen_attn=False))
-
-optim_wrapper = {optim}
-
-# cosine decay over the whole run; no warmup scheduler: XTuner's ratio-of-an-epoch warmup
-# becomes 0 iterations on small datasets and mmengine then refuses to build it
-param_scheduler = [
-    dict(type=CosineAnnealingLR, eta_min=0.0, by_epoch=True, begin=0, end=max_epochs,
-         convert_to_iter_based=True),
-]
-train_cfg = dict(type=TrainLoop, max_epochs=max_epochs)
-custom_hooks = [dict(type=DatasetInfoHook, tokenizer=tokenizer)]
-default_hooks = dict(
-    timer=dict(type=IterTimerHook),
-    logger=dict(type=LoggerHook, log_metric_by_epoch=False, interval=1),
-    param_scheduler=dict(type=ParamSchedulerHook),
-    checkpoint=dict(type=CheckpointHook, by_epoch=False, interval=500, max_keep_ckpts=2,
-                    save_last=True),
-    sampler_seed=dict(type=DistSamplerSeedHook))
-env_cfg = dict(cudnn_benchmark=False,
-               mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-               dist_cfg=dict(backend={"nccl" if cuda else "gloo"!r}))
-visualizer = None
-log_level = 'INFO'
-load_from = None
-resume = False
-randomness = dict(seed=0, deterministic=False)
-log_processor = dict(by_epoch=False)
-"""
-    path.write_text(text)
-
-
-def is_runnable_config(path: Path) -> bool:
-    """A full XTuner/mmengine config defines the model and the training data loader; a file of
-    plain parameters does not (``xtuner train`` would fail on it)."""
-    text = path.read_text(errors="replace")
-    return bool(
-        re.search(r"^model\s*=", text, re.M) and re.search(r"^train_dataloader\s*=", text, re.M)
-    )
-
-
 def check_inputs(spec: FinetuneSpec, cuda: bool) -> None:
     if not Path(spec.model_path).exists():
         raise StageError(f"modelPath {spec.model_path} does not exist")
     if not Path(spec.dataset_path).exists():
         raise StageError(f"datasetPath {spec.dataset_path} does not exist")
-    if spec.xtuner_config_path and not Path(spec.xtuner_config_path).is_file():
+    if not spec.xtuner_config_path:
+        raise StageError("xtunerConfigPath is not set (the operator renders the XTuner config)")
+    if not Path(spec.xtuner_config_path).is_file():
         raise StageError(f"xtunerConfigPath {spec.xtuner_config_path} does not exist")
     if spec.method == "qlora" and not cuda:
         raise StageError("method qlora needs a CUDA GPU (bitsandbytes 4-bit)")
@@ -208,16 +78,8 @@ def run(cfg: StageConfig) -> dict[str, Any]:
     check_inputs(spec, cuda)
     work = out / "work_dirs"
     work.mkdir(parents=True, exist_ok=True)
-    xcfg = out / "xtuner_config.py"
-    if spec.xtuner_config_path and is_runnable_config(Path(spec.xtuner_config_path)):
-        xcfg = Path(spec.xtuner_config_path)
-    else:
-        if spec.xtuner_config_path:
-            log(
-                f"{spec.xtuner_config_path} is not a runnable XTuner config (no model / "
-                "train_dataloader): rendering the XTuner config from the spec instead"
-            )
-        render_config(spec, xcfg, cuda)
+    assert spec.xtuner_config_path  # check_inputs
+    xcfg = Path(spec.xtuner_config_path)  # the operator's rendering, run as is
 
     env = dict(os.environ)
     # XTuner's launcher reads ADDR/PORT (not MASTER_ADDR/MASTER_PORT)
