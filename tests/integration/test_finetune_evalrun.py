@@ -36,7 +36,12 @@ def test_finetune_sample_completes(
     cfg = json.loads(cm["data"]["config.json"])["spec"]
     assert cfg["method"] == "lora" and cfg["lora"]["r"] == 64 and cfg["deepspeedStage"] == 2
     assert cfg["lora"]["targetModules"] == ["wqkv", "wo", "w1", "w2", "w3"]
-    assert "lora = dict(type='LoraConfig', r=64" in cm["data"]["xtuner_config.py"]
+    xcfg = cm["data"]["xtuner_config.py"]  # the complete XTuner config the pod runs as is
+    assert "lora=dict(type=LoraConfig, r=64, lora_alpha=16" in xcfg
+    assert (
+        "train_dataloader = dict(" in xcfg
+        and "prompt_template = PROMPT_TEMPLATE.internlm2_chat" in xcfg
+    )
     ft.finish_all(
         1,
         {
@@ -78,6 +83,11 @@ def test_evalrun_sample_scores_and_passed(
     assert cfg["thresholds"] == [{"dataset": "gsm8k", "metric": "accuracy", "min": 60.0}]
     assert cfg["target"]["type"] == "weights"
     assert cfg["dataDir"] == "/mnt/pvc/opencompass-data/data"
+    oc = cm["data"]["opencompass_config.py"]  # the OpenCompass config the pod runs as is
+    assert (
+        "from opencompass.configs.datasets.mmlu.mmlu_gen import mmlu_datasets as _datasets_1" in oc
+    )
+    assert "type=HuggingFacewithChatTemplate" in oc and "run_cfg=dict(num_gpus=2)" in oc
     scores = [dict(s) for s in SCORES]
     scores[0]["value"] = gsm8k
     er.finish_all(1, {"ok": True, "scores": scores})

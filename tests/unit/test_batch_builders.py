@@ -372,3 +372,120 @@ def test_py_literal_round_trips(value: Any, same_as_before: bool) -> None:
     )
     # the same spelling wherever the old one was right: no config-hash churn on upgrade
     assert (text == old) is same_as_before
+
+
+def test_xtuner_config_is_a_complete_xtuner_config() -> None:
+    """Not a parameter list: model, tokenizer, dataset + map fn, template, loop, hooks, work dir
+    (the workload runs it as is; tests/workloads runs it for real)."""
+    ch = children(load("finetune"))
+    x = ch.config_map["data"]["xtuner_config.py"]
+    tree = ast.parse(x)
+    assigned = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets}  # type: ignore[attr-defined]
+    assert {
+        "model",
+        "tokenizer",
+        "train_dataset",
+        "train_dataloader",
+        "optim_wrapper",
+        "param_scheduler",
+        "train_cfg",
+        "default_hooks",
+        "work_dir",
+    } <= assigned
+    assert "from xtuner.dataset.map_fns import alpaca_map_fn, template_map_fn_factory" in x
+    assert "prompt_template = PROMPT_TEMPLATE.internlm2_chat" in x
+    assert 'target_modules=["wqkv", "wo", "w1", "w2", "w3"]' in x
+    assert "BitsAndBytesConfig" not in x
+    assert 'work_dir = "/mnt/pvc/model-store/finetunes/internlm2-5-7b-chat-lora/work_dirs"' in x
+    assert "deepspeed_stage = 2" in x and "accumulative_counts = 16" in x
+    # a Hub dataset arrives as a directory: load_dataset picks the format
+    assert "dataset=dict(type=load_dataset, path=data_path)" in x
+
+
+@pytest.mark.parametrize(
+    "method,path,expect,absent",
+    [
+        ("qlora", "d/a.jsonl", ["quantization_config=dict(type=BitsAndBytesConfig"], []),
+        ("full", "d/a.json", ["lora=None"], ["LoraConfig"]),
+        ("lora", "d/a.parquet", ['path="parquet", data_files=dict(train=data_path)'], []),
+    ],
+)
+def test_xtuner_config_methods_and_dataset_files(
+    method: str, path: str, expect: list[str], absent: list[str]
+) -> None:
+    doc = load("finetune")
+    doc["spec"]["method"] = method
+    doc["spec"]["dataset"] = {"pvc": {"claimName": "data", "path": path}, "format": "openai"}
+    if method == "full":
+        doc["spec"].pop("lora")
+        doc["spec"]["produce"] = "merged"
+    x = children(doc).config_map["data"]["xtuner_config.py"]
+    compile(x, "xtuner_config.py", "exec")
+    assert "openai_map_fn" in x
+    assert all(e in x for e in expect), x
+    assert not any(a in x for a in absent)
+
+
+def test_evalrun_named_datasets_from_their_real_modules() -> None:
+    doc = load("evalrun")
+    doc["spec"]["datasets"] = ["gsm8k_gen", "ARC_c_gen", "IFEval_gen"]
+    oc = children(doc).config_map["data"]["opencompass_config.py"]
+    assert "from opencompass.configs.datasets.gsm8k.gsm8k_gen import gsm8k_datasets as _d" in oc
+    assert "from opencompass.configs.datasets.ARC_c.ARC_c_gen import ARC_c_datasets" in oc
+    assert "from opencompass.configs.datasets.IFEval.IFEval_gen import ifeval_datasets" in oc
+    assert "datasets = [*_datasets_0, *_datasets_1, *_datasets_2]" in oc
+    assert "type=HuggingFacewithChatTemplate" in oc and "run_cfg=dict(num_gpus=2)" in oc
+    compile(oc, "opencompass_config.py", "exec")
+
+
+def test_evalrun_unknown_dataset_is_a_permanent_error() -> None:
+    doc = load("evalrun")
+    doc["spec"]["datasets"] = ["gsm8k_gen", "no_such_dataset_gen"]
+    doc["spec"]["thresholds"] = None
+    with pytest.raises(InvalidSpec, match="'no_such_dataset_gen' is not an OpenCompass dataset"):
+        children(doc)
+
+
+@pytest.mark.parametrize("tokenizer", [None, "/mnt/pvc/models/tok"])
+def test_evalrun_endpoint_model_works_offline(tokenizer: str | None) -> None:
+    """An endpoint is queried through OpenAISDK with the API key from the environment; it
+    counts tokens with the local tokenizer, or (none given) by estimate -- never tiktoken."""
+    from internlm_operator.runtimes import RenderContext
+    from internlm_operator.runtimes.opencompass import RUNTIME
+
+    doc = load("evalrun")
+    doc["spec"]["target"] = {"endpoint": {"url": "http://ms:23333/v1", "model": "m"}}
+    spec = parse(doc).spec
+    paths = {"tokenizer": tokenizer} if tokenizer else {}
+    ctx = RenderContext(
+        "EvalRun", "ns", "e", "u", spec, paths, "/out",
+        extra={"endpointUrl": "http://ms:23333/v1", "endpointModel": "m"},
+    )  # fmt: skip
+    files = RUNTIME.render(ctx).files
+    oc = files["opencompass_config.py"]
+    assert "key='ENV'" in oc and 'openai_api_base="http://ms:23333/v1"' in oc
+    cfg = parse_config(json.loads(files["config.json"]), "eval")
+    if tokenizer:
+        assert "from opencompass.models import OpenAISDK" in oc
+        assert f'tokenizer_path="{tokenizer}"' in oc
+        assert cfg.spec.target.tokenizer_path == tokenizer
+    else:
+        assert (
+            "from internlm_workloads.opencompass_models import OpenAISDKEstimatedTokens as "
+            "OpenAISDK" in oc
+        )
+        assert "tokenizer_path=None" in oc
+
+
+def test_evalrun_endpoint_tokenizer_is_mounted_and_rendered() -> None:
+    doc = load("evalrun")
+    doc["spec"]["target"] = {
+        "endpoint": {"url": "http://ms:23333/v1", "model": "m"},
+        "tokenizer": {"pvc": {"claimName": "models", "path": "internlm2/tok"}},
+    }
+    ch = children(doc, extra={"endpointUrl": "http://ms:23333/v1", "endpointModel": "m"})
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    assert cfg["spec"]["target"]["tokenizerPath"] == "/mnt/pvc/models/internlm2/tok"
+    oc = ch.config_map["data"]["opencompass_config.py"]
+    assert 'tokenizer_path="/mnt/pvc/models/internlm2/tok"' in oc
+    assert "/mnt/pvc/models" in {m["mountPath"] for m in container(ch)["volumeMounts"]}

@@ -1,4 +1,6 @@
-"""eval: OpenCompass 0.5.4, offline, on the tiny model and tiny custom datasets."""
+"""eval: OpenCompass 0.5.4, offline, on the tiny model and tiny custom datasets. The
+OpenCompass config is always the operator's (internlm_operator.runtimes.opencompass, rendered
+here through its runtime as the builders do), so what is tested is what ships."""
 
 from __future__ import annotations
 
@@ -11,10 +13,60 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from .conftest import HELPERS, WORKLOADS_SRC, free_port, image_env, make_stage, py, wait_until
+from .conftest import (
+    HELPERS,
+    REPO,
+    WORKLOADS_SRC,
+    free_port,
+    image_env,
+    make_stage,
+    operator_rendered,
+    py,
+    wait_until,
+)
 
 pytestmark = pytest.mark.workload
+
+
+def er_config(
+    workdir: Path,
+    custom: list[dict[str, str]],
+    *,
+    model: Path | None = None,
+    endpoint: tuple[str, str] | None = None,
+    tokenizer: Path | None = None,
+    **over: Any,
+) -> dict[str, Any]:
+    """config.json of the operator's rendering of an EvalRun (the sample's, sized for a CPU)
+    against local weights or an endpoint, over custom datasets ``[{"name","path","format"}]``;
+    its opencompass_config.py is written next to it."""
+    doc: dict[str, Any] = yaml.safe_load((REPO / "samples" / "evalrun.yaml").read_text())
+    spec = doc["spec"]
+    spec.pop("data", None)
+    spec.update(
+        datasets=None,
+        customDatasets=[
+            {"name": c["name"], "format": c["format"], "pvc": {"claimName": "evals", "path": "x"}}
+            for c in custom
+        ],
+        generation={"maxOutLen": 12, "batchSize": 6, "temperature": 0},
+        thresholds=None,
+    )
+    spec.update(over)
+    paths = {f"custom:{c['name']}": c["path"] for c in custom}
+    extra: dict[str, Any] = {}
+    if endpoint is not None:
+        spec["target"] = {"endpoint": {"url": endpoint[0], "model": endpoint[1]}}
+        extra = {"endpointUrl": endpoint[0], "endpointModel": endpoint[1]}
+    else:
+        assert model is not None
+        paths["model"] = str(model)
+    if tokenizer is not None:
+        paths["tokenizer"] = str(tokenizer)
+    doc["spec"] = {k: v for k, v in spec.items() if v is not None}
+    return operator_rendered(doc, paths, workdir, extra=extra)
 
 
 def eval_spec(tiny: Path, custom: list[dict[str, str]], **over: Any) -> dict[str, Any]:
@@ -37,7 +89,8 @@ def test_eval_weights_scores_parsed_and_reported(tiny: Path, tmp_path: Path) -> 
         {"name": "tiny_mcq", "path": str(tiny / "tiny_mcq.jsonl"), "format": "mcq"},
     ]
     thresholds = [{"dataset": "tiny_mcq", "metric": "accuracy", "min": 0.0}]
-    run = make_stage("eval", "eval", eval_spec(tiny, datasets, thresholds=thresholds), tmp_path)
+    cfg = er_config(tmp_path, datasets, model=tiny / "model", thresholds=thresholds)
+    run = make_stage("eval", "eval", {}, tmp_path, raw_config=cfg)
     rc = run.run(timeout=800)
     assert rc == 0, run.log()[-4000:]
     result = run.termination()
@@ -60,8 +113,8 @@ def test_eval_failing_task_fails_the_stage(tiny: Path, tmp_path: Path) -> None:
     shutil.copytree(tiny / "model", broken)
     (broken / "model.safetensors").write_bytes(b"\x00" * 64)  # corrupted weights
     datasets = [{"name": "tiny_qa", "path": str(tiny / "tiny_qa.jsonl"), "format": "qa"}]
-    spec = eval_spec(tiny, datasets, target={"type": "weights", "path": str(broken)})
-    run = make_stage("eval", "eval", spec, tmp_path / "run")
+    cfg = er_config(tmp_path / "run", datasets, model=broken)
+    run = make_stage("eval", "eval", {}, tmp_path / "run", raw_config=cfg)
     rc = run.run(timeout=800)
     result = run.termination()
     assert rc == 1, run.log()[-4000:]
@@ -76,11 +129,10 @@ def test_eval_failing_task_fails_the_stage(tiny: Path, tmp_path: Path) -> None:
         ({"target": {"type": "weights"}}, "spec.target.path: required for a weights target"),
         ({"target": {"type": "endpoint", "url": "http://x/v1"}}, "url and model are required"),
         ({"customDatasets": [], "datasets": []}, "no datasets"),
-        ({"target": {"type": "weights", "path": "/nope"}}, "target.path /nope does not exist"),
-        ({"datasets": ["no_such_dataset_gen"]}, "'no_such_dataset_gen' is not an OpenCompass"),
+        ({}, "opencompassConfigPath is not set"),
     ],
 )
-def test_eval_bad_config_fails_with_reason(
+def test_eval_bad_config_json_fails_with_reason(
     tiny: Path, tmp_path: Path, over: dict[str, Any], reason: str
 ) -> None:
     datasets = [{"name": "tiny_qa", "path": str(tiny / "tiny_qa.jsonl"), "format": "qa"}]
@@ -88,6 +140,15 @@ def test_eval_bad_config_fails_with_reason(
     rc = run.run(timeout=300)
     result = run.termination()
     assert rc == 1 and result["ok"] is False and reason in result["reason"], result
+
+
+def test_eval_missing_weights_fail_with_reason(tiny: Path, tmp_path: Path) -> None:
+    datasets = [{"name": "tiny_qa", "path": str(tiny / "tiny_qa.jsonl"), "format": "qa"}]
+    cfg = er_config(tmp_path, datasets, model=Path("/nope"))
+    run = make_stage("eval", "eval", {}, tmp_path, raw_config=cfg)
+    rc = run.run(timeout=300)
+    result = run.termination()
+    assert rc == 1 and "target.path /nope does not exist" in result["reason"], result
 
 
 @pytest.fixture
@@ -125,15 +186,22 @@ def endpoint(tiny: Path, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.timeout(600)
-def test_eval_against_openai_compatible_endpoint(tiny: Path, tmp_path: Path, endpoint: str) -> None:
+@pytest.mark.parametrize("with_tokenizer", [True, False], ids=["tokenizer", "no-tokenizer"])
+def test_eval_against_openai_compatible_endpoint(
+    tiny: Path, tmp_path: Path, endpoint: str, with_tokenizer: bool
+) -> None:
+    """With a local tokenizer (OpenAISDK counts tokens with it) and without one (the estimating
+    OpenAISDK: OpenCompass' own fallback, tiktoken, would download)."""
     datasets = [{"name": "tiny_mcq", "path": str(tiny / "tiny_mcq.jsonl"), "format": "mcq"}]
-    target = {
-        "type": "endpoint",
-        "url": endpoint,
-        "model": "internlm2-tiny",
-        "tokenizerPath": str(tiny / "tokenizer"),
-    }
-    run = make_stage("eval", "eval", eval_spec(tiny, datasets, target=target), tmp_path / "r")
+    cfg = er_config(
+        tmp_path / "r",
+        datasets,
+        endpoint=(endpoint, "internlm2-tiny"),
+        tokenizer=tiny / "tokenizer" if with_tokenizer else None,
+    )
+    oc = Path(cfg["spec"]["opencompassConfigPath"]).read_text()
+    assert ("OpenAISDKEstimatedTokens" in oc) is not with_tokenizer
+    run = make_stage("eval", "eval", {}, tmp_path / "r", raw_config=cfg)
     rc = run.run(timeout=500)
     assert rc == 0, run.log()[-4000:]
     result = run.termination()
@@ -141,26 +209,26 @@ def test_eval_against_openai_compatible_endpoint(tiny: Path, tmp_path: Path, end
     assert [(s["dataset"], s["metric"]) for s in result["scores"]] == [("tiny_mcq", "accuracy")]
     sent = (tmp_path / "requests.jsonl").read_text().splitlines()
     assert len(sent) == 6  # one chat completion per sample, answered by the model
-    assert "OPENAI_API_KEY" not in (tmp_path / "r" / "output" / "opencompass_config.py").read_text()
+    assert "OPENAI_API_KEY" not in oc and "key='ENV'" in oc
 
 
 def test_eval_named_opencompass_datasets_render(tmp_path: Path) -> None:
-    """Named datasets (OpenCompass config names) are imported with read_base in the rendered
-    config; mmengine loads it (running them would need the datasets, which are not here)."""
+    """Named datasets (OpenCompass config names) are imported from their real modules in the
+    operator's config (IFEval_gen defines ifeval_datasets: no guessing); mmengine loads it
+    (running them would need the datasets, which are not here)."""
+    custom = [{"name": "mine", "path": "/d/mine.jsonl", "format": "qa"}]
+    cfg = er_config(
+        tmp_path, custom, model=Path("/m"), datasets=["gsm8k_gen", "ARC_c_gen", "IFEval_gen"]
+    )
     out = py(
         "eval",
         "import json\n"
-        "from pathlib import Path\n"
         "from mmengine.config import Config\n"
-        "from internlm_workloads.config import parse_config\n"
-        "from internlm_workloads.stages.eval import render_config\n"
-        "cfg = parse_config({'apiVersion': 'workloads.internlm.io/v1', 'stage': 'eval', 'spec': {\n"
-        "    'target': {'type': 'weights', 'path': '/m'}, 'datasets': ['gsm8k_gen'],\n"
-        "    'customDatasets': [{'name': 'mine', 'path': '/d/mine.jsonl', 'format': 'qa'}]}})\n"
-        f"p = Path({str(tmp_path / 'oc.py')!r})\n"
-        "render_config(cfg.spec, p)\n"
-        "c = Config.fromfile(str(p), format_python_code=False)\n"
-        "print(json.dumps([d.get('abbr') for d in c['datasets']]))\n",
+        f"c = Config.fromfile({cfg['spec']['opencompassConfigPath']!r}, format_python_code=False)\n"
+        "print(json.dumps([[d.get('abbr') for d in c['datasets']], c['models'][0]['abbr']]))\n",
         env={"PYTHONPATH": str(WORKLOADS_SRC)},
     )
-    assert json.loads(out.strip().splitlines()[-1]) == ["gsm8k", "mine"]
+    assert json.loads(out.strip().splitlines()[-1]) == [
+        ["gsm8k", "ARC-c", "IFEval", "mine"],
+        "target",
+    ]

@@ -93,6 +93,8 @@ def _inputs(kind: str, spec: Any, upstream: Mapping[str, str]) -> dict[str, str]
     elif kind == "EvalRun":
         if spec.target.model is not None:
             locs["model"] = source_location(spec.target.model, upstream.get("model"))
+        if spec.target.tokenizer is not None:
+            locs["tokenizer"] = source_location(spec.target.tokenizer, upstream.get("tokenizer"))
         for c in spec.custom_datasets or []:
             locs[f"custom:{c.name}"] = source_location(c)
         if spec.data is not None:

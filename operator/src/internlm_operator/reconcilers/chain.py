@@ -78,9 +78,9 @@ def _refs(kind: str, spec: Any) -> list[tuple[str, Any]]:
         if spec.model.from_resource is not None:
             out.append(("model", spec.model.from_resource))
     elif kind == "EvalRun":
-        m = spec.target.model
-        if m is not None and m.from_resource is not None:
-            out.append(("model", m.from_resource))
+        for key, src in (("model", spec.target.model), ("tokenizer", spec.target.tokenizer)):
+            if src is not None and src.from_resource is not None:
+                out.append((key, src.from_resource))
     return out
 
 

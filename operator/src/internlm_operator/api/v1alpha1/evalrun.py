@@ -73,6 +73,14 @@ class EvalTarget(ApiModel):
     endpoint: OpenAIEndpoint | None = Field(
         default=None, description="An external OpenAI-compatible endpoint to query."
     )
+    tokenizer: ModelSource | None = Field(
+        default=None,
+        description=(
+            "A tokenizer (a model or tokenizer directory) for counting prompt tokens: for "
+            "modelServe and endpoint, where no local tokenizer is known otherwise (without it "
+            "token counts are estimated), or to override the weights' own."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> Self:
