@@ -131,7 +131,7 @@ class Cluster:
 def wait_until(
     what: str,
     check: Callable[[], Any],
-    timeout: float = 60,
+    timeout: float = 90,
     interval: float = 0.25,
     explain: Callable[[], Any] | None = None,
 ) -> Any:

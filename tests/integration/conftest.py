@@ -192,7 +192,7 @@ class Batch:
                 return c
         return None
 
-    def wait_phase(self, phase: str, timeout: float = 60) -> dict[str, Any]:
+    def wait_phase(self, phase: str, timeout: float = 120) -> dict[str, Any]:
         return wait_until(
             f"{self.kind} {self.name} phase {phase}",
             lambda: (s := self.status()).get("phase") == phase and s,
@@ -225,7 +225,7 @@ class Batch:
             ]
         return items
 
-    def wait_running(self, n: int, timeout: float = 60) -> list[dict[str, Any]]:
+    def wait_running(self, n: int, timeout: float = 120) -> list[dict[str, Any]]:
         return wait_until(
             f"{n} running pod(s) of {self.job_name}",
             lambda: (
