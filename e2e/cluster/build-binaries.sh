@@ -112,12 +112,29 @@ go_install() { # name module version
   GOBIN="$(dirname "$dest")" go install -ldflags "-s -w" "$2@$3"
 }
 
+build_helm() {
+  local dest="$BIN/helm-$HELM_VERSION/helm"
+  # An older cached build lacked the version ldflags (it reported v3.19 and Kubernetes 1.20
+  # capabilities offline); rebuild any binary that does not know its own version.
+  if [[ -x "$dest" && "$("$dest" version --template '{{.Version}}' 2>/dev/null)" == "$HELM_VERSION" ]]; then return; fi
+  need_go
+  log "building helm $HELM_VERSION (~2 min)"
+  mkdir -p "$(dirname "$dest")"
+  local minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  # The same ldflags helm's own Makefile sets: its version, and the Kubernetes version that
+  # offline `helm template`/`lint` assume (ours, so chart kubeVersion checks are meaningful).
+  local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  ld+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+  ld+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+  GOBIN="$(dirname "$dest")" go install -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
 what="${1:-all}"
 case "$what" in
-  all) build_etcd; go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"; build_kubernetes; go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION";;
+  all) build_etcd; go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"; build_kubernetes; build_helm;;
   etcd) build_etcd;;
   kwok) go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION";;
   kubernetes) build_kubernetes;;
-  helm) go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION";;
+  helm) build_helm;;
   *) echo "usage: $0 [all|etcd|kwok|kubernetes|helm]" >&2; exit 2;;
 esac

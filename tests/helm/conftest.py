@@ -27,7 +27,6 @@ sys.path.insert(0, str(REPO / "e2e"))
 import demo  # e2e/demo.py: helm_binary, adopt_crds
 
 CHART = REPO / "helm" / "internlm-operator"
-KUBE_VERSION = demo.localcluster.versions()["KUBERNETES_VERSION"]
 
 
 @dataclass
@@ -46,9 +45,6 @@ class Helm:
             "HELM_DATA_HOME": str(self.home / "data"),
         }
         kc = ["--kubeconfig", str(self.kubeconfig)] if self.kubeconfig else []
-        if args and args[0] == "template":
-            # helm built by `go install` defaults to Kubernetes v1.20 without a cluster.
-            kc += ["--kube-version", KUBE_VERSION]
         return run_tool(
             "helm", [str(self.binary), *kc], args, env=env, check=check, timeout=timeout
         )

@@ -74,6 +74,20 @@ def test_lint_is_clean(helm: Helm, sets: list[str]) -> None:
     assert "[WARNING]" not in res.stdout and "[ERROR]" not in res.stdout, res.stdout
 
 
+def test_offline_render_assumes_the_local_clusters_version(helm: Helm) -> None:
+    """The helm that `make binaries` builds knows its own version and assumes the local
+    cluster's Kubernetes when rendering offline, so the chart's kubeVersion is checked for real."""
+    assert helm("version", "--template", "{{.Version}}").stdout.strip().startswith("v3.")
+    out = helm.template_text()
+    assert "kind: Deployment" in out
+
+
+def test_chart_refuses_kubernetes_older_than_1_27(helm: Helm) -> None:
+    res = helm("template", "rel", str(CHART), "--kube-version", "1.26.0", check=False)
+    assert res.returncode != 0
+    assert "kubeVersion" in res.stderr and ">=1.27.0-0" in res.stderr
+
+
 def test_crds_render_exactly_as_generated(helm: Helm) -> None:
     docs = helm.template()
     crds = {d["metadata"]["name"]: d for d in by_kind(docs, "CustomResourceDefinition")}
