@@ -16,9 +16,8 @@ from .common import (
     pod_spec,
     render,
     secret_env,
-    stable_hash,
 )
-from .longrunning import CONTAINER, base_env, deployment, endpoint, names, service
+from .longrunning import CONTAINER, base_env, deployment, endpoint, names, service, spec_hash_of
 
 API_KEY_ENV = "OPENAI_API_KEY"
 PROBES: dict[str, Any] = {
@@ -113,15 +112,12 @@ def build(inp: AgentInputs) -> AgentChildren:
     )
     pod = pod_spec(spec, main, [cfg_vol, {"name": "tmp", "emptyDir": {}}])
     cm = config_map(o, cm_name, rendered)
-    config_hash = stable_hash(cm["data"])
-    spec_hash = stable_hash(pod, cm["data"])
     deploy = deployment(
         o,
         name,
         replicas=int(spec.replicas),
         pod_spec=pod,
-        config_hash=config_hash,
-        spec_hash=spec_hash,
+        config_data=cm["data"],
     )
     port = int(spec.port)
     return AgentChildren(
@@ -129,6 +125,6 @@ def build(inp: AgentInputs) -> AgentChildren:
         deployment=deploy,
         service=service(o, name, port),
         endpoint=endpoint(name, o.namespace, port),
-        spec_hash=spec_hash,
+        spec_hash=spec_hash_of(deploy),
         rendered=rendered,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..runtimes import CONFIG_FILE, Rendered
-from .common import Owner, check_name
+from .common import Owner, check_name, stable_hash
 
 CONTAINER = "server"
 COMPONENT = "server"
@@ -56,13 +56,15 @@ def deployment(
     *,
     replicas: int,
     pod_spec: dict[str, Any],
-    config_hash: str,
-    spec_hash: str,
+    config_data: dict[str, str],
     progress_deadline_seconds: int = 600,
 ) -> dict[str, Any]:
     """A Deployment that rolls out with surge and never below the ready count
-    (``maxUnavailable: 0``, ``maxSurge: 1``). A change of the rendered config changes the
-    pod template (``internlm.io/config-hash``), so it rolls out too."""
+    (``maxUnavailable: 0``, ``maxSurge: 1``). A change of the rendered config (the
+    ConfigMap's ``config_data``) changes the pod template (``internlm.io/config-hash``), so it
+    rolls out too; ``internlm.io/spec-hash`` covers the pod spec and the config."""
+    config_hash = stable_hash(config_data)
+    spec_hash = stable_hash(pod_spec, config_data)
     md = o.metadata(name, COMPONENT, {SPEC_HASH_ANNOTATION: spec_hash})
     return {
         "apiVersion": "apps/v1",
@@ -86,6 +88,10 @@ def deployment(
             },
         },
     }
+
+
+def spec_hash_of(deploy: dict[str, Any]) -> str:
+    return str(deploy["metadata"]["annotations"][SPEC_HASH_ANNOTATION])
 
 
 def service(o: Owner, name: str, port: int) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from .common import (
     secret_env,
     shm_volume,
     source_location,
-    stable_hash,
     storage_for,
 )
 from .longrunning import (
@@ -39,6 +38,7 @@ from .longrunning import (
     names,
     selector,
     service,
+    spec_hash_of,
 )
 
 # Probes sized for big models: weights can take many minutes to load, a busy server must not
@@ -198,15 +198,12 @@ def build(inp: ServeInputs) -> ServeChildren:
     )
 
     cm = config_map(o, cm_name, rendered)
-    config_hash = stable_hash(cm["data"])
-    spec_hash = stable_hash(pod, cm["data"])
     deploy = deployment(
         o,
         name,
         replicas=int(spec.replicas),
         pod_spec=pod,
-        config_hash=config_hash,
-        spec_hash=spec_hash,
+        config_data=cm["data"],
         progress_deadline_seconds=PROGRESS_DEADLINE_SECONDS,
     )
     deploy["metadata"]["annotations"][MODEL_ANNOTATION] = model_loc
@@ -262,6 +259,6 @@ def build(inp: ServeInputs) -> ServeChildren:
         endpoint=endpoint(name, o.namespace, int(spec.port)),
         served_model_name=served,
         model_location=model_loc,
-        spec_hash=spec_hash,
+        spec_hash=spec_hash_of(deploy),
         rendered=rendered,
     )

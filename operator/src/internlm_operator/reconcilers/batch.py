@@ -16,10 +16,9 @@ from ..builders import BatchInputs, build, to_location, with_suspend
 from ..builders.batch import CONTAINER, PROGRESS_PORT
 from ..status import batch as batch_status
 from ..status import results
-from ..status.conditions import now_rfc3339
 from ..status.failures import pod_index
 from .chain import resolve
-from .controller import Context, PermanentError, permanent_from
+from .controller import Context, permanent_from
 from .objects import body, owned_by, owner_of
 
 log = logging.getLogger("internlm_operator")
@@ -226,11 +225,3 @@ def set_outputs(
     outs = results.outputs(result, output_dir, defaults, translate_for(spec))
     if outs:
         status["outputs"] = outs
-
-
-def now_str(now: dt.datetime) -> str:
-    return now_rfc3339(now)
-
-
-def fail_permanently(reason: str, message: str) -> PermanentError:
-    return PermanentError(reason, message)
