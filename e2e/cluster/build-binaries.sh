@@ -26,7 +26,13 @@ log() { printf '[build-binaries] %s\n' "$*" >&2; }
 
 build_kubernetes() {
   local dest="$BIN/kubernetes-$KUBERNETES_VERSION"
-  if [[ -x "$dest/kube-apiserver" && -x "$dest/kube-controller-manager" && -x "$dest/kube-scheduler" && -x "$dest/kubectl" ]]; then return; fi
+  # The real node's kubelet and kube-proxy come from the same module graph, so one build
+  # compiles the shared packages once.
+  local b ok=1
+  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; do
+    [[ -x "$dest/$b" ]] || ok=0
+  done
+  [[ $ok == 1 ]] && return
   need_go
   log "building Kubernetes $KUBERNETES_VERSION (cold: ~10-12 min on 2 cores)"
   local mod="$WORK/kubernetes-$KUBERNETES_VERSION"
@@ -34,11 +40,10 @@ build_kubernetes() {
   local staging_ver="v0${KUBERNETES_VERSION#v1}"
   # k8s.io/kubernetes replaces its staging modules with local paths, which `go install`
   # through the proxy refuses; a wrapper module replaces each with its published release.
-  local gomod
-  gomod="$(curl -fsSL "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/${KUBERNETES_VERSION}.mod" 2>/dev/null || true)"
-  if [[ -z "$gomod" ]]; then
-    gomod="$(cd "$mod" && go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' | xargs cat)"
-  fi
+  # The go command knows where its proxy is: `go list -m` fetches only the module's go.mod.
+  local gomod gomod_path
+  gomod_path="$(cd "$mod" && go list -m -f '{{.GoMod}}' "k8s.io/kubernetes@$KUBERNETES_VERSION")"
+  gomod="$(cat "$gomod_path")"
   {
     echo "module internlm.io/localcluster"
     echo
@@ -61,6 +66,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   (cd "$mod" && go mod tidy)
@@ -69,7 +76,8 @@ GO
   mkdir -p "$dest.tmp"
   (cd "$mod" && go build -ldflags "$ld" -o "$dest.tmp/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+      k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+      k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy)
   rm -rf "$dest" && mv "$dest.tmp" "$dest"
 }
 

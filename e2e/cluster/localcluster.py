@@ -40,6 +40,11 @@ PORT_BASE = int(os.environ.get("INTERNLM_CLUSTER_PORT_BASE", "16400"))
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
 GPU_NODES = int(os.environ.get("INTERNLM_CLUSTER_GPU_NODES", "4"))
+# Simulated pods get addresses inside 127.0.0.0/8: every one is local on Linux (a test can bind
+# it, and an operator dialling it never leaves the machine). Service ClusterIPs stay in
+# SERVICE_CIDR; only a kube-proxy on this machine (the real node) ever makes them answer.
+SIM_POD_CIDR = "127.64.0.0/16"
+SERVICE_CIDR = "10.96.0.0/16"
 GPUS_PER_NODE = 8
 
 
@@ -479,7 +484,7 @@ def up() -> None:
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
                 f"--client-ca-file={pki / 'ca.crt'}",
                 "--authorization-mode=RBAC",
-                "--service-cluster-ip-range=10.96.0.0/16",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -537,7 +542,7 @@ def up() -> None:
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
                 f"--server-address=127.0.0.1:{PORTS.kwok}",
-                "--cidr=10.244.0.0/16",
+                f"--cidr={SIM_POD_CIDR}",
                 "--node-ip=127.0.0.1",
             ],
         )
