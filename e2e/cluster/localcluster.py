@@ -7,8 +7,14 @@ that ``build-binaries.sh`` fills; state (certificates, etcd data, logs, pids, ku
 in ``e2e/.cluster/``.
 
     localcluster.py up       start (a running healthy cluster is reused; a stale one is cleaned)
-    localcluster.py down     stop every process it started and remove the state
+    localcluster.py up --real-node   the same, plus one real kubelet node (realnode.py)
+    localcluster.py down     stop every process it started (the real node too) and remove the state
     localcluster.py status   say what runs
+
+Real-node mode (``--real-node`` or ``INTERNLM_REAL_NODE=1``, needs root): the API server binds
+and advertises REAL_NODE_IP (a /32 on ``lo``) so pods reach it through the ``kubernetes``
+Service, the simulated nodes carry the taint ``internlm.io/simulated=true:NoSchedule`` (pods
+land on the real node unless they tolerate it), and ``realnode.py`` brings up ``real-0``.
 
 Standard library only, so ``down`` works even without the project's virtualenv.
 """
@@ -39,13 +45,35 @@ PORT_BASE = int(os.environ.get("INTERNLM_CLUSTER_PORT_BASE", "16400"))
 # Order matters: each component needs the ones before it.
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 
-GPU_NODES = int(os.environ.get("INTERNLM_CLUSTER_GPU_NODES", "4"))
+# Real-node mode: the API server's address (on lo), also the real node's IP.
+REAL_NODE_IP = "10.87.255.1"
+REAL_NODE_ENV = os.environ.get("INTERNLM_REAL_NODE", "") not in ("", "0")
+SIMULATED_TAINT = {"key": "internlm.io/simulated", "value": "true", "effect": "NoSchedule"}
+# One simulated GPU node in real-node mode (the real node is where pods run; fewer kwok nodes
+# leave the 2 cores to it); four otherwise.
+GPU_NODES = int(os.environ.get("INTERNLM_CLUSTER_GPU_NODES", "1" if REAL_NODE_ENV else "4"))
 # Simulated pods get addresses inside 127.0.0.0/8: every one is local on Linux (a test can bind
 # it, and an operator dialling it never leaves the machine). Service ClusterIPs stay in
 # SERVICE_CIDR; only a kube-proxy on this machine (the real node) ever makes them answer.
 SIM_POD_CIDR = "127.64.0.0/16"
 SERVICE_CIDR = "10.96.0.0/16"
 GPUS_PER_NODE = 8
+
+
+def real_node_mode() -> bool:
+    """Whether this state directory's cluster runs in real-node mode (recorded by ``up``)."""
+    return (STATE / "real-node-mode").exists()
+
+
+def api_host() -> str:
+    return REAL_NODE_IP if real_node_mode() else "127.0.0.1"
+
+
+def lo_has(ip: str) -> bool:
+    res = subprocess.run(
+        ["ip", "-o", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=False
+    )
+    return f" {ip}/" in res.stdout
 
 
 def log(msg: str) -> None:
@@ -210,7 +238,7 @@ def openssl(*args: str) -> None:
     subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=STATE / "pki")
 
 
-def make_pki() -> None:
+def make_pki(extra_san: str = "") -> None:
     pki = STATE / "pki"
     pki.mkdir(parents=True, exist_ok=True)
     if not shutil.which("openssl"):
@@ -233,7 +261,7 @@ def make_pki() -> None:
     (pki / "server.ext").write_text(
         "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
         "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-        "DNS:kubernetes.default.svc.cluster.local\n"
+        f"DNS:kubernetes.default.svc.cluster.local{extra_san}\n"
         "extendedKeyUsage=serverAuth\n"
     )
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
@@ -285,7 +313,7 @@ kind: Config
 clusters:
 - name: internlm-local
   cluster:
-    server: https://127.0.0.1:{PORTS.apiserver}
+    server: https://{api_host()}:{PORTS.apiserver}
     certificate-authority: {pki / "ca.crt"}
 users:
 - name: internlm-admin
@@ -309,7 +337,7 @@ def api_get(path: str, timeout: float = 2.0) -> tuple[int, str]:
     pki = STATE / "pki"
     ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
     ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-    url = f"https://127.0.0.1:{PORTS.apiserver}{path}"
+    url = f"https://{api_host()}:{PORTS.apiserver}{path}"
     try:
         with urllib.request.urlopen(url, context=ctx, timeout=timeout) as resp:
             return resp.status, resp.read().decode()
@@ -331,10 +359,10 @@ def wait_for(what: str, check, timeout: float, component: str) -> None:  # type:
     raise ClusterError(f"timed out after {timeout:.0f}s waiting for {what}:\n{tail(component)}")
 
 
-def port_open(port: int) -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0
 
 
 def healthy() -> bool:
@@ -347,20 +375,25 @@ def healthy() -> bool:
 # ---------------------------------------------------------------------------- nodes
 
 
-def node_manifests() -> list[dict]:
+def gpu_labels(i: int) -> dict[str, str]:
+    """The labels of GPU node ``i`` (simulated, or the real node, which advertises the same)."""
+    return {
+        "nvidia.com/gpu.present": "true",
+        "nvidia.com/gpu.product": "NVIDIA-H200",
+        "nvidia.com/gpu.count": str(GPUS_PER_NODE),
+        "nvidia.com/gpu.memory": "143771",
+        "node.kubernetes.io/instance-type": "p5en.48xlarge",
+        "topology.kubernetes.io/zone": f"local-{'ab'[i % 2]}",
+    }
+
+
+def node_manifests(taint: bool = False) -> list[dict]:
     nodes = []
     for i in range(GPU_NODES):
         nodes.append(
             node(
                 f"gpu-node-{i}",
-                {
-                    "nvidia.com/gpu.present": "true",
-                    "nvidia.com/gpu.product": "NVIDIA-H200",
-                    "nvidia.com/gpu.count": str(GPUS_PER_NODE),
-                    "nvidia.com/gpu.memory": "143771",
-                    "node.kubernetes.io/instance-type": "p5en.48xlarge",
-                    "topology.kubernetes.io/zone": f"local-{'ab'[i % 2]}",
-                },
+                gpu_labels(i),
                 {
                     "cpu": "192",
                     "memory": "2048Gi",
@@ -380,6 +413,9 @@ def node_manifests() -> list[dict]:
             {"cpu": "32", "memory": "128Gi", "ephemeral-storage": "1Ti", "pods": "110"},
         )
     )
+    if taint:
+        for n in nodes:
+            n["spec"]["taints"] = [SIMULATED_TAINT]
     return nodes
 
 
@@ -426,22 +462,44 @@ def nodes_ready() -> bool:
             for c in n.get("status", {}).get("conditions", [])
         )
     ]
-    return len(ready) >= GPU_NODES + 1
+    return len([n for n in ready if n["metadata"].get("labels", {}).get("type") == "kwok"]) >= (
+        GPU_NODES + 1
+    )
 
 
 # ---------------------------------------------------------------------------- commands
 
 
-def up() -> None:
+def up(real_node: bool = False) -> None:
     t0 = time.monotonic()
     if healthy():
+        if real_node and not real_node_mode():
+            raise ClusterError(
+                f"a cluster without a real node runs from {STATE}; stop it (`down`) first, "
+                "or use another INTERNLM_CLUSTER_STATE and INTERNLM_CLUSTER_PORT_BASE"
+            )
+        if real_node_mode():
+            import realnode
+
+            realnode.up()
         log(f"already running; kubeconfig: {STATE / 'kubeconfig'}")
         return
     if any(read_pid(c) for c in COMPONENTS) or STATE.exists():
+        tear_down_real_node()
         stopped = stop_all()
         log("cleaning up a stale cluster" + (f" (stopped {', '.join(stopped)})" if stopped else ""))
+        release_real_node_ip()
         shutil.rmtree(STATE, ignore_errors=True)
     bins = check_binaries()
+    if real_node:
+        import realnode
+
+        realnode.check_prerequisites()
+        if lo_has(REAL_NODE_IP):
+            raise ClusterError(
+                f"{REAL_NODE_IP} is already on lo: another real-node cluster runs on this host "
+                "(only one can); stop it with its own `localcluster.py down`"
+            )
     busy = [f"{what} :{port}" for what, port in PORTS.named().items() if port_open(port)]
     if busy:
         raise ClusterError(
@@ -450,7 +508,17 @@ def up() -> None:
         )
     STATE.mkdir(parents=True, exist_ok=True)
     (STATE / ".gitignore").write_text("*\n")
-    make_pki()
+    if real_node and "INTERNLM_CLUSTER_GPU_NODES" not in os.environ:
+        global GPU_NODES
+        GPU_NODES = 1
+    if real_node:
+        subprocess.run(
+            ["ip", "addr", "add", f"{REAL_NODE_IP}/32", "dev", "lo"],
+            check=True,
+            capture_output=True,
+        )
+        (STATE / "real-node-mode").write_text(REAL_NODE_IP + "\n")
+    make_pki(f",IP:{REAL_NODE_IP}" if real_node else "")
     kubeconfig = STATE / "kubeconfig"
     write_kubeconfig(kubeconfig)
     pki = STATE / "pki"
@@ -477,8 +545,8 @@ def up() -> None:
             [
                 str(bins["kube-apiserver"]),
                 f"--etcd-servers=http://127.0.0.1:{PORTS.etcd_client}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={api_host()}",
+                f"--advertise-address={api_host()}",
                 f"--secure-port={PORTS.apiserver}",
                 f"--tls-cert-file={pki / 'apiserver.crt'}",
                 f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -489,6 +557,17 @@ def up() -> None:
                 f"--service-account-key-file={pki / 'sa.pub'}",
                 f"--service-account-signing-key-file={pki / 'sa.key'}",
                 "--allow-privileged=true",
+                *(
+                    [
+                        # logs/exec/port-forward reach the real kubelet at its node IP, as
+                        # the admin identity (the kubelet trusts the cluster CA).
+                        "--kubelet-preferred-address-types=InternalIP,Hostname",
+                        f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                        f"--kubelet-client-key={pki / 'admin.key'}",
+                    ]
+                    if real_node
+                    else []
+                ),
                 "--profiling=false",
                 "--v=1",
             ],
@@ -550,7 +629,9 @@ def up() -> None:
             "apply",
             "-f",
             "-",
-            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": node_manifests()}),
+            input=json.dumps(
+                {"apiVersion": "v1", "kind": "List", "items": node_manifests(taint=real_node)}
+            ),
         )
         if res.returncode != 0:
             raise ClusterError(f"creating the simulated nodes failed: {res.stderr}")
@@ -565,18 +646,46 @@ def up() -> None:
         for c in COMPONENTS:
             if not alive(read_pid(c)):
                 raise ClusterError(f"{c} exited during start-up:\n{tail(c)}")
+        if real_node:
+            log(f"control plane up in {time.monotonic() - t0:.1f}s; starting the real node")
+            import realnode
+
+            realnode.up()
     except BaseException:
+        tear_down_real_node()
         stop_all()
+        release_real_node_ip()
         raise
     log(
         f"cluster up in {time.monotonic() - t0:.1f}s: {GPU_NODES} GPU nodes x "
         f"{GPUS_PER_NODE} nvidia.com/gpu + 1 CPU node"
+        + (" (simulated, tainted) + real node real-0" if real_node else "")
     )
     log(f"export KUBECONFIG={kubeconfig}")
 
 
+def tear_down_real_node() -> list[str]:
+    """Stop this cluster's real node, if it has one, undoing all it changed on the host."""
+    if not (STATE / "realnode").exists():
+        return []
+    import realnode
+
+    return [f"real node ({', '.join(realnode.down()) or 'no process'})"]
+
+
+def release_real_node_ip() -> None:
+    if real_node_mode() and lo_has(REAL_NODE_IP):
+        subprocess.run(
+            ["ip", "addr", "del", f"{REAL_NODE_IP}/32", "dev", "lo"],
+            check=False,
+            capture_output=True,
+        )
+
+
 def down() -> None:
-    stopped = stop_all()
+    stopped = tear_down_real_node()
+    stopped += stop_all()
+    release_real_node_ip()
     shutil.rmtree(STATE, ignore_errors=True)
     log("stopped " + (", ".join(stopped) if stopped else "nothing (no cluster was running)"))
 
@@ -589,16 +698,27 @@ def status() -> int:
     print(f"{'api /readyz':24} {'ok' if ok else 'not ready'}")
     if ok:
         print(f"kubeconfig               {STATE / 'kubeconfig'}")
+    if real_node_mode() or (STATE / "realnode").exists():
+        import realnode
+
+        print(f"{'mode':24} real node (API server on {REAL_NODE_IP}:{PORTS.apiserver})")
+        ok = realnode.status() == 0 and ok
     return 0 if ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument(
+        "--real-node",
+        action="store_true",
+        default=REAL_NODE_ENV,
+        help="also run one real kubelet node, real-0 (default: INTERNLM_REAL_NODE=1); needs root",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
-            up()
+            up(real_node=args.real_node)
         elif args.command == "down":
             down()
         else:
