@@ -62,7 +62,7 @@ PROXY_HEALTHZ_PORT = lc.PORT_BASE + 56
 
 COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 # Paths the tools hard-code outside the state directory; removed by `down` unless they existed
-# before `up`.
+# before `up`. (/etc/cni is buildah's, not the node's: images are made here without buildah.)
 HOST_PATHS = (
     "/var/lib/kubelet",
     "/var/log/containers",
@@ -70,7 +70,6 @@ HOST_PATHS = (
     "/var/lib/cni",
     "/run/containerd",
     "/run/netns",
-    "/etc/cni",
     "/var/lib/containerd",
     "/opt/containerd",
 )

@@ -113,6 +113,8 @@ def host_snapshot(state: Path) -> dict[str, Any]:
         "mounts": mount_points,
         "cgroups": cgroups,
         "processes": sorted(procs),
+        # /etc/cni is left out: buildah makes it (image builds may run alongside), the node
+        # never touches it.
         "paths": [p for p in realnode.HOST_PATHS if os.path.lexists(p)],
         "sysctl": realnode.sysctl_snapshot(),
     }
