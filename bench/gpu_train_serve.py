@@ -238,7 +238,22 @@ def serve(args: argparse.Namespace) -> dict[str, Any]:
         return res
 
 
+def guard_network() -> None:
+    """Benchmarks stay on this machine: the project's network guard (e2e/netguard) refuses any
+    connection off it, here and in the servers this script starts."""
+    guard_dir = Path(__file__).resolve().parent.parent / "e2e" / "netguard"
+    sys.path.insert(0, str(guard_dir))
+    import internlm_netguard
+
+    log = os.environ.get("INTERNLM_NETGUARD_LOG") or str(
+        Path(tempfile.gettempdir()) / "bench-netguard.log"
+    )
+    os.environ.update(internlm_netguard.child_env(log))
+    internlm_netguard.install()
+
+
 def main(argv: list[str] | None = None) -> int:
+    guard_network()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("part", nargs="?", choices=["train", "serve", "all"], default="all")
     ap.add_argument("--dry-run", action="store_true", help="tiny model on CPU")

@@ -41,6 +41,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE / "cluster"))
 
+sys.path.insert(0, str(HERE / "netguard"))
+
+import internlm_netguard  # noqa: E402
 import localcluster  # noqa: E402
 
 CHART = REPO / "helm" / "internlm-operator"
@@ -794,11 +797,33 @@ def drive(kube: Kube, opts: Options, op: LocalOperator | None) -> list[dict[str,
 # ------------------------------------------------------------------------------- up / down
 
 
+def guard_network() -> Path:
+    """From here on nothing the demo runs may reach an address off this machine (installers
+    above reach the package registries; nothing after them needs to): the guard refuses it in
+    this process and in the operator it starts, and logs each refusal."""
+    log = state_dir() / "netguard.log"
+    log.unlink(missing_ok=True)
+    os.environ.update(internlm_netguard.child_env(str(log)))
+    internlm_netguard.install()
+    return log
+
+
+def check_network(log: Path) -> None:
+    refused = internlm_netguard.read_log(str(log))
+    if refused:
+        lines = [f"{r['argv'][0]}: {r['event']} {r['target']}" for r in refused[:10]]
+        raise DemoError(
+            f"{len(refused)} attempt(s) to reach an address off this machine ({log}):\n  "
+            + "\n  ".join(lines)
+        )
+
+
 def up(opts: Options) -> int:
     t0 = time.monotonic()
     if opts.setup:
         say("Checking what is installed")
         ensure_installed(opts)
+    guard = guard_network()
     kube = cluster_up()
     helm_install(kube, opts)
     pipeline_storage(kube, opts)
@@ -810,12 +835,14 @@ def up(opts: Options) -> int:
         raise
     finally:
         op.stop()
+        check_network(guard)
     agent = next(o for o in objs if o["kind"] == "Agent")
     endpoint = (agent.get("status") or {}).get("endpoint") or "(none reported)"
     lineage = " -> ".join(
         f"{e.get('kind')}/{e.get('name')}" for e in (agent.get("status") or {}).get("lineage") or []
     )
     say(f"Done in {time.monotonic() - t0:.0f}s: every resource is Complete or Ready.")
+    note("network guard: no connection attempt off this machine (demo and operator)")
     print(f"Agent endpoint: {endpoint}")
     if lineage:
         print(f"Agent lineage:  {lineage} -> Agent/{agent['metadata']['name']}")

@@ -23,10 +23,45 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "e2e" / "cluster"))
+sys.path.insert(0, str(REPO / "e2e" / "netguard"))
 
+import internlm_netguard  # noqa: E402
 import localcluster  # noqa: E402
 
 CLUSTER_FIXTURES = {"cluster", "namespace", "crds", "k8s", "operator"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Nothing the suite starts may talk to an address off this machine: the guard refuses it
+    in this process and, through the environment, in every Python process started from here
+    (the operator, the workload stages, helpers). Refusals are logged to one file per session,
+    and a non-empty file fails the session even when a caller swallowed the error."""
+    if os.environ.get("INTERNLM_NETGUARD_LOG") and internlm_netguard.installed():
+        return
+    # One log per session: sessions side by side in one checkout never mix their findings.
+    log = Path(config.rootpath) / ".pytest-netguard" / f"{os.getpid()}.log"
+    log.parent.mkdir(exist_ok=True)
+    log.unlink(missing_ok=True)
+    os.environ.update(internlm_netguard.child_env(str(log)))
+    internlm_netguard.install()
+    config.stash[_NETGUARD_LOG] = log
+
+
+_NETGUARD_LOG = pytest.StashKey[Path]()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    log = session.config.stash.get(_NETGUARD_LOG, None)
+    if log is None:
+        return
+    refused = internlm_netguard.read_log(str(log))
+    if refused:
+        lines = [f"{len(refused)} attempt(s) to reach an address off this machine ({log}):"]
+        for r in refused[:20]:
+            lines.append(f"  pid {r['pid']} {' '.join(r['argv'])}: {r['event']} {r['target']}")
+            lines.extend("    " + ln.rstrip() for ln in r["stack"][-4:])
+        sys.stderr.write("\n".join(lines) + "\n")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

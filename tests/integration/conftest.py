@@ -95,7 +95,9 @@ def operator(cluster: Cluster, crds: list[str], session_token: str) -> Iterator[
         health_port=0,
         resync_seconds=1.0,
         images={s: f"registry.local/internlm-{s}:test" for s in default_images()},
-        progress_timeout=0,
+        # Simulated pods have 127.64.x.y addresses: polling them stays on this machine.
+        progress_timeout=0.5,
+        progress_interval=0.5,
         retry_min_seconds=0.5,
         retry_max_seconds=5.0,
     )

@@ -85,7 +85,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--progress-timeout",
         type=float,
         default=None,
-        help="seconds to wait for a pod's progress endpoint; 0 = do not poll",
+        help="seconds one fetch of a pod's progress endpoint may take in all; 0 = do not poll",
+    )
+    r.add_argument(
+        "--progress-interval",
+        type=float,
+        default=None,
+        help="seconds between fetches of each running pod's progress endpoint "
+        "(env INTERNLM_PROGRESS_INTERVAL, default 5)",
     )
     return p.parse_args(argv)
 
@@ -121,6 +128,7 @@ def config_from_args(a: argparse.Namespace) -> cfg.OperatorConfig:
             image_pull_policy=a.image_pull_policy,
             default_storage_class=a.default_storage_class,
             progress_timeout=a.progress_timeout,
+            progress_interval=a.progress_interval,
             default_resources=default_resources,
         )
     except ValueError as e:

@@ -11,7 +11,8 @@ Environment variables (all optional; the Helm chart sets them):
   "limits": {"memory": "8Gi"}}``): cpu and memory for a workload container whose resource sets
   none (other resource names are ignored; GPUs always come from the resource's spec)
 - ``INTERNLM_RESYNC_SECONDS``  period of the level-based reconcile timer (default 15)
-- ``INTERNLM_PROGRESS_TIMEOUT``  seconds to wait for a pod's progress endpoint (0 = do not poll)
+- ``INTERNLM_PROGRESS_TIMEOUT``  seconds one progress fetch may take in all (0 = do not poll)
+- ``INTERNLM_PROGRESS_INTERVAL`` seconds between progress fetches of each running pod
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class OperatorConfig:
     # parse_default_resources.
     default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     progress_timeout: float = 1.0
+    # How often each running rank-0 pod's progress endpoint is fetched (off the reconcile path).
+    progress_interval: float = 5.0
     # Backoff for transient errors (API unreachable, conflicts): first delay, cap.
     retry_min_seconds: float = 1.0
     retry_max_seconds: float = 60.0
@@ -144,6 +147,7 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Opera
         "default_storage_class": env.get("INTERNLM_DEFAULT_STORAGE_CLASS") or None,
         "resync_seconds": float(env.get("INTERNLM_RESYNC_SECONDS", "15")),
         "progress_timeout": float(env.get("INTERNLM_PROGRESS_TIMEOUT", "1")),
+        "progress_interval": float(env.get("INTERNLM_PROGRESS_INTERVAL", "5")),
     }
     if overrides.get("default_resources") is None:  # a flag wins over the environment
         kw["default_resources"] = parse_default_resources(

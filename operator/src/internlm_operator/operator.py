@@ -16,10 +16,12 @@ from typing import Any
 import kopf
 
 from . import metrics
+from .builders.batch import PROGRESS_PORT
 from .config import OperatorConfig
 from .health import Health
 from .reconcilers import RECONCILERS, Context, Controller, register
 from .reconcilers.kube import Kube, load_api_client
+from .reconcilers.progress import ProgressPoller
 
 log = logging.getLogger("internlm_operator")
 
@@ -53,7 +55,12 @@ def build(
 ) -> tuple[kopf.OperatorRegistry, Controller, Any]:
     api_client = load_api_client(config.kubeconfig, config.context)
     kube = Kube(api_client)
-    controller = Controller(Context(config, kube, fault), dict(reconcilers or RECONCILERS), health)
+    ctx = Context(config, kube, fault)
+    controller = Controller(ctx, dict(reconcilers or RECONCILERS), health)
+    if config.progress_timeout > 0:
+        ctx.progress = ProgressPoller(
+            config.progress_timeout, config.progress_interval, PROGRESS_PORT, controller.touch
+        )
     registry = kopf.OperatorRegistry()
     register(registry, controller)
     info = connection_info(api_client)
@@ -69,12 +76,16 @@ def build(
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, config.namespaces)
         tasks.append(asyncio.create_task(controller.loop(stop)))
+        if ctx.progress is not None:
+            ctx.progress.start()
         if health is not None:
             health.ready.set()
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(**_: Any) -> None:
         stop.set()
+        if ctx.progress is not None:
+            ctx.progress.stop()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

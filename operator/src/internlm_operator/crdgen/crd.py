@@ -42,6 +42,7 @@ PRINTER_COLUMNS: dict[str, list[dict[str, Any]]] = {
         _STEP,
         _col("Total", "integer", ".status.progress.totalSteps", "Steps planned."),
         _LOSS,
+        _col("Tokens/s", "number", ".status.progress.tokensPerSecond", "Throughput, all GPUs."),
         _col("Restarts", "integer", ".status.restarts", "Gang restarts.", 1),
         _AGE,
     ],

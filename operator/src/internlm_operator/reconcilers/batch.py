@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +11,7 @@ from typing import Any
 from .. import metrics
 from ..api.v1alpha1 import API_VERSION, parse
 from ..builders import BatchInputs, build, to_location, with_suspend
-from ..builders.batch import CONTAINER, PROGRESS_PORT
+from ..builders.batch import CONTAINER
 from ..status import batch as batch_status
 from ..status import results
 from ..status.failures import pod_index
@@ -32,23 +30,12 @@ class KindHooks:
     finish: Callable[..., dict[str, Any]]
 
 
-def poll_progress(ctx: Context, pods: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The rank-0 pod's ``GET :9400/progress``; a pod that does not answer is not an error."""
-    timeout = ctx.config.progress_timeout
-    if not timeout:
-        return None
+def rank0_ip(pods: list[dict[str, Any]]) -> str | None:
+    """The address of the lowest-index Running pod: the one that serves progress."""
     for p in sorted(pods, key=pod_index):
-        ip = p.get("status", {}).get("podIP")
-        if not ip or p.get("status", {}).get("phase") != "Running":
-            continue
-        try:
-            with urllib.request.urlopen(
-                f"http://{ip}:{PROGRESS_PORT}/progress", timeout=timeout
-            ) as r:
-                doc = json.loads(r.read(65536))
-            return doc if isinstance(doc, dict) else None
-        except (OSError, ValueError):
-            return None
+        st = p.get("status", {})
+        if st.get("podIP") and st.get("phase") == "Running":
+            return str(st["podIP"])
     return None
 
 
@@ -136,6 +123,11 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
             if (p["metadata"].get("labels") or {}).get("batch.kubernetes.io/controller-uid")
             in (uid, None)
         ]
+    key = (kind, namespace, name)
+    progress = None
+    if ctx.progress is not None:
+        # Never blocks: the poller fetches off this path and makes us due when it changes.
+        progress = ctx.progress.latest(key, rank0_ip(pods) if children else None)
     queued = bool((obj["metadata"].get("labels") or {}).get("kueue.x-k8s.io/queue-name")) or bool(
         getattr(getattr(spec, "scheduling", None), "queue_name", None)
     )
@@ -155,7 +147,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
             pods=pods,
             now=now,
             container=CONTAINER,
-            progress=poll_progress(ctx, pods) if children else None,
+            progress=progress,
         )
     )
     status = decision.status

@@ -27,6 +27,7 @@ from ..health import Health
 from ..runtimes import InvalidSpec
 from ..status.conditions import TRUE, transitions
 from .kube import Kube, KubeError, record_event
+from .progress import ProgressPoller
 
 log = logging.getLogger("internlm_operator")
 
@@ -66,6 +67,7 @@ class Context:
     config: OperatorConfig
     kube: Kube
     fault: Callable[[str], None] | None = None
+    progress: ProgressPoller | None = None
 
     def checkpoint(self, where: str) -> None:
         if self.fault is not None:
@@ -110,6 +112,8 @@ class Controller:
     def forget(self, key: Key) -> None:
         with self._guard:
             self._states.pop(key, None)
+        if self.ctx.progress is not None:
+            self.ctx.progress.forget(key)
 
     def known(self) -> list[Key]:
         with self._guard:
