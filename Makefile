@@ -5,7 +5,7 @@ PY := .venv/bin/python
 CLUSTER := $(PY) e2e/cluster/localcluster.py
 
 .PHONY: venv test test-unit test-integration test-workloads lint typecheck crds crds-check \
-        binaries cluster-up cluster-down cluster-status demo demo-down helm-crds
+        binaries system-packages cluster-up cluster-down cluster-status demo demo-down helm-crds
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml
@@ -14,7 +14,10 @@ venv: .venv/.installed
 	uv pip install -q --python $(PY) -e '.[dev]'
 	@touch $@
 
-binaries:
+system-packages:
+	@bash hack/system-packages.sh
+
+binaries: system-packages
 	bash e2e/cluster/build-binaries.sh all
 
 cluster-up: venv binaries
