@@ -3,6 +3,7 @@
 # kube-scheduler, kubectl, kwok), helm, and the real node's kubelet, kube-proxy and CoreDNS
 # from pinned versions through the Go module proxy,
 # into a cache outside the repository keyed by version. A warm cache makes this a no-op.
+# Also the kstatus checker (hack/kstatus, keyed by a hash of its sources).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -138,15 +139,36 @@ build_helm() {
   GOBIN="$(dirname "$dest")" go install -ldflags "$ld" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+# The kstatus checker (hack/kstatus: Flux's status library over JSON objects), keyed by a hash of
+# its main.go, go.mod and go.sum (the cli-utils and k8s.io versions are pinned there).
+kstatus_dest() {
+  local src="$here/../../hack/kstatus" h
+  h="$(cat "$src/main.go" "$src/go.mod" "$src/go.sum" | sha256sum | cut -c1-12)"
+  echo "$BIN/kstatus-$h/kstatus"
+}
+
+build_kstatus() {
+  local dest src="$here/../../hack/kstatus"
+  dest="$(kstatus_dest)"
+  [[ -x "$dest" ]] && return
+  need_go
+  log "building kstatus checker (~2 min cold on 2 cores)"
+  mkdir -p "$(dirname "$dest")"
+  (cd "$src" && go build -ldflags "-s -w" -o "$dest.tmp" . && mv "$dest.tmp" "$dest")
+}
+
 what="${1:-all}"
 case "$what" in
   all) build_etcd; go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"; build_kubernetes; build_helm
-       go_install coredns github.com/coredns/coredns "$COREDNS_VERSION";;
+       go_install coredns github.com/coredns/coredns "$COREDNS_VERSION"; build_kstatus;;
   etcd) build_etcd;;
   kwok) go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION";;
   kubernetes) build_kubernetes;;
   helm) build_helm;;
   # The real node's cluster DNS (~6 min cold on 2 cores: ~1.7 GB of modules).
   coredns) go_install coredns github.com/coredns/coredns "$COREDNS_VERSION";;
-  *) echo "usage: $0 [all|etcd|kwok|kubernetes|helm|coredns]" >&2; exit 2;;
+  kstatus) build_kstatus;;
+  # Builds it when needed, then prints the binary's path on stdout (for the tests).
+  kstatus-path) build_kstatus; kstatus_dest;;
+  *) echo "usage: $0 [all|etcd|kwok|kubernetes|helm|coredns|kstatus|kstatus-path]" >&2; exit 2;;
 esac
