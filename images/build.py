@@ -427,7 +427,8 @@ def build_image(name: str, base: str, uv: str, args: argparse.Namespace) -> dict
                 log(f"{name}: loading {out.name} into buildah's store to verify it")
                 run(buildah("pull", "-q", f"oci-archive:{out}"), capture_output=True)
             tv = time.monotonic()
-            report.write_text(json.dumps(verify(name, ref), indent=1))
+            info["verified"] = verify(name, ref)
+            report.write_text(json.dumps(info["verified"], indent=1))
             info["verify_s"] = round(time.monotonic() - tv, 1)
             log(f"{name}: verified ({info['verify_s']}s)")
     else:
@@ -447,12 +448,16 @@ def build_image(name: str, base: str, uv: str, args: argparse.Namespace) -> dict
         info["verify_s"] = round(time.monotonic() - tv, 1)
         tp = time.monotonic()
         OUT.mkdir(parents=True, exist_ok=True)
-        for old in OUT.glob(f"{name}-{TAG}-*"):
-            old.unlink()
+        # keep the newest earlier archive too: someone may be importing it right now
+        earlier = sorted(OUT.glob(f"{name}-{TAG}-*.oci.tar"), key=lambda p: p.stat().st_mtime)
+        for stale in earlier[:-1]:
+            stale.unlink()
+            stale.with_suffix("").with_suffix(".verify.json").unlink(missing_ok=True)
         part = out.with_suffix(".part")
         run(buildah("push", "-q", ref, f"oci-archive:{part}:{ref}"))
         part.rename(out)
         report.write_text(json.dumps(result, indent=1))
+        info["verified"] = result
         info["archive_s"] = round(time.monotonic() - tp, 1)
     info["archive_mib"] = round(out.stat().st_size / 2**20)
     big = out.stat().st_size > args.keep_below
