@@ -135,32 +135,70 @@ def llm_server(
 def test_agent_tool_call_round_trip_and_clean_stop(
     llm_server: tuple[int, Path], tmp_path: Path
 ) -> None:
+    """The agent's OpenAI-compatible API through the official openai client: a tool-call round
+    trip, the same answer streamed, /v1/models, errors in OpenAI's shape, and a clean stop."""
+    import openai
+
     llm_port, requests_log = llm_server
     port = free_port()
-    run = make_stage("agent", "agent", agent_spec(llm_port, port), tmp_path).start()
+    run = make_stage("agent", "agent", agent_spec(llm_port, port), tmp_path)
+    run.env["INTERNLM_RESOURCE"] = "calc-agent"
+    run.start()
     base = f"http://127.0.0.1:{port}"
     wait_until("agent readiness", lambda: http("GET", f"{base}/readyz")[0] == 200, timeout=120)
     assert http("GET", f"{base}/healthz")[0] == 200
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
 
-    code, reply = http("POST", f"{base}/v1/chat", {"message": QUESTION})
-    assert code == 200, reply
-    steps = reply["steps"]
+    assert [m.id for m in client.models.list()] == ["calc-agent"]
+    r = client.chat.completions.create(
+        model="calc-agent", messages=[{"role": "user", "content": QUESTION}]
+    )
+    assert r.object == "chat.completion" and r.model == "calc-agent"
+    assert r.choices[0].message.role == "assistant"
+    assert r.choices[0].message.content.strip() == "42"
+    assert r.choices[0].finish_reason == "stop"
     # the LLM asked for the interpreter, Lagent ran it, the result went back to the LLM,
-    # which then answered
-    assert steps[0]["action"] == "PythonInterpreter"
-    assert steps[0]["result"] == [{"type": "text", "content": "42"}]
-    assert steps[-1]["action"] == "FinishAction"
-    assert reply["response"].strip() == "42"
+    # which then answered; the steps say so
+    steps = (r.model_extra or {})["steps"]
+    calls = [s for s in steps if s["type"] == "tool_call"]
+    results = [s for s in steps if s["type"] == "tool_result"]
+    assert [c["name"] for c in calls] == ["PythonInterpreter"]
+    assert results == [{"type": "tool_result", "name": "PythonInterpreter", "content": "42"}]
     sent = [json.loads(x)["body"] for x in requests_log.read_text().splitlines()]
     assert sent[-1]["messages"][-1] == {"role": "system", "content": "Response:42\n"}
     assert sent[-1]["model"] == "internlm2-tiny"
 
-    assert http("POST", f"{base}/v1/chat", {"nothing": 1})[0] == 400
+    # streamed: role first, the tool steps, the answer, the finish reason
+    chunks = list(
+        client.chat.completions.create(
+            model="calc-agent", messages=[{"role": "user", "content": QUESTION}], stream=True
+        )
+    )
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text.strip() == "42"
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    streamed_steps = [(c.model_extra or {}).get("step") for c in chunks]
+    assert [s["name"] for s in streamed_steps if s and s["type"] == "tool_call"] == [
+        "PythonInterpreter"
+    ]
+
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.chat.completions.create(model="calc-agent", messages=[])
+    assert bad.value.status_code == 400
+    assert bad.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(
+            model="calc-agent",
+            messages=[{"role": "wizard", "content": "hi"}],  # type: ignore[list-item]
+        )
+    assert http("POST", f"{base}/v1/chat", {"message": QUESTION})[0] == 404
+
     assert run.proc is not None
     run.proc.send_signal(signal.SIGTERM)
     assert run.wait(timeout=60) == 0
     result = run.termination()
-    assert result == {"ok": True, "outputs": {}, "stopped": "SIGTERM", "chats": 1}
+    assert result == {"ok": True, "outputs": {}, "stopped": "SIGTERM", "chats": 2}
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
 """agent: a Lagent agent (ReAct or InternLM2 protocol) whose LLM is an OpenAI-compatible
-endpoint, served over a small HTTP chat API on ``spec.port``:
+endpoint, served over an OpenAI-compatible API on ``spec.port`` (docs/agent-api.md):
 
-- ``POST /v1/chat`` ``{"message": "..."}`` (or ``{"messages": [{"role","content"}...]}``) ->
-  ``{"response": "...", "steps": [{"action","thought","args","result","state","errmsg"}]}``
-- ``GET /healthz`` -> 200 while the process runs (liveness)
-- ``GET /readyz`` -> 200 once the LLM endpoint answered ``GET <url>/models``, else 503
+- ``POST /v1/chat/completions``: messages in, the agent's final answer out (``stream`` gives
+  Server-Sent Events), the tool calls it made in ``steps``; OpenAI error shapes
+- ``GET /v1/models``: the agent itself, named after the resource
+- ``GET /healthz`` (liveness) and ``GET /readyz`` (200 once every tool is constructed; the LLM's
+  reachability is reported, not required)
 
 SIGTERM/SIGINT stop it cleanly (exit 0).
 """
@@ -18,6 +19,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -127,28 +129,88 @@ def build_agent(spec: AgentSpec) -> Any:
     )
 
 
-def _steps(ret: Any) -> list[dict[str, Any]]:
-    steps = []
+ROLES = ("system", "user", "assistant")
+
+
+class ApiError(Exception):
+    """An error answered in the OpenAI error shape."""
+
+    def __init__(self, status: int, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message = status, type_, message
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "code": self.status}}
+
+
+def parse_request(body: Any) -> tuple[list[dict[str, str]], dict[str, Any], bool]:
+    """(messages, per-request generation overrides, stream) from an OpenAI chat request."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_request_error", "the body must be a JSON object")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ApiError(400, "invalid_request_error", "messages must be a non-empty list")
+    out = []
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or m.get("role") not in ROLES:
+            raise ApiError(
+                400, "invalid_request_error", f"messages[{i}].role must be one of {list(ROLES)}"
+            )
+        content = m.get("content")
+        if isinstance(content, list):  # OpenAI content parts: keep the text ones
+            content = "".join(
+                p.get("text", "")
+                for p in content
+                if isinstance(p, dict) and p.get("type") == "text"
+            )
+        if not isinstance(content, str):
+            raise ApiError(400, "invalid_request_error", f"messages[{i}].content must be text")
+        out.append({"role": m["role"], "content": content})
+    gen: dict[str, Any] = {}
+    if isinstance(body.get("temperature"), int | float) and not isinstance(
+        body["temperature"], bool
+    ):
+        gen["temperature"] = float(body["temperature"])
+    if isinstance(body.get("max_tokens"), int) and body["max_tokens"] > 0:
+        gen["max_new_tokens"] = int(body["max_tokens"])
+    return out, gen, bool(body.get("stream"))
+
+
+def steps_of(ret: Any) -> tuple[list[dict[str, Any]], bool]:
+    """The tool calls and results of one agent session, and whether it ended with an answer."""
+    steps: list[dict[str, Any]] = []
+    finished = False
     for a in ret.actions:
-        steps.append(
-            {
-                "action": a.type,
-                "thought": a.thought,
-                "args": a.args,
-                "result": a.result,
-                "state": int(a.state) if a.state is not None else None,
-                "errmsg": a.errmsg,
-            }
-        )
-    return steps
+        if a.type == "FinishAction":
+            finished = True
+            continue
+        if a.thought:
+            steps.append({"type": "thought", "content": a.thought})
+        steps.append({"type": "tool_call", "name": a.type, "arguments": a.args})
+        if a.errmsg:
+            steps.append({"type": "error", "name": a.type, "content": str(a.errmsg)})
+        else:
+            steps.append({"type": "tool_result", "name": a.type, "content": _text(a.result)})
+    return steps, finished
+
+
+def _text(result: Any) -> str:
+    """Lagent results are lists of {type, content}; a client wants the text."""
+    if isinstance(result, list):
+        return "\n".join(
+            str(r.get("content", "")) for r in result if isinstance(r, dict)
+        ) or json.dumps(result, default=str)
+    return "" if result is None else str(result)
 
 
 class AgentServer:
-    def __init__(self, spec: AgentSpec) -> None:
+    def __init__(self, spec: AgentSpec, name: str) -> None:
         self.spec = spec
-        self.agent = build_agent(spec)
+        self.name = name
+        self.agent = build_agent(spec)  # every tool constructed: ready from here on
         self.lock = threading.Lock()  # Lagent agents keep per-chat state: one chat at a time
-        self.ready = False
+        self.ready = True
+        self.llm_ok = False
         self.chats = 0
 
     def check_llm(self) -> bool:
@@ -162,24 +224,69 @@ class AgentServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        if "messages" in body:
-            message: Any = body["messages"]
-            if not isinstance(message, list) or not message:
-                raise ValueError("messages must be a non-empty list")
-        elif isinstance(body.get("message"), str):
-            message = body["message"]
-        else:
-            raise ValueError('body needs "message" (string) or "messages" (list)')
+    def complete(self, body: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One agent session: (chat.completion, steps)."""
+        messages, gen, _ = parse_request(body)
         with self.lock:
-            t0 = time.monotonic()
-            ret = self.agent.chat(message)
+            try:
+                ret = self.agent.chat(messages, **gen)
+            except TimeoutError as e:
+                raise ApiError(504, "upstream_timeout", f"the LLM did not answer: {e}") from e
+            except Exception as e:  # the LLM endpoint (or a tool) failed: report, keep serving
+                log(f"chat failed: {type(e).__name__}: {e}")
+                kind = "upstream_timeout" if "timed out" in str(e).lower() else "upstream_error"
+                raise ApiError(
+                    504 if kind == "upstream_timeout" else 502, kind, f"{type(e).__name__}: {e}"
+                ) from e
             self.chats += 1
-        return {
-            "response": ret.response,
-            "steps": _steps(ret),
-            "seconds": round(time.monotonic() - t0, 3),
+        steps, finished = steps_of(ret)
+        completion = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": str(ret.response or "")},
+                    "finish_reason": "stop" if finished else "length",
+                }
+            ],
+            "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+            "steps": steps,
         }
+        return completion, steps
+
+    def models(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [{"id": self.name, "object": "model", "owned_by": "internlm-operator"}],
+        }
+
+
+def stream_chunks(completion: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chat.completion.chunk sequence for a finished session: the role, the tool steps
+    (empty delta + a ``step`` extension), the answer, the finish reason."""
+    base = {
+        "id": completion["id"],
+        "object": "chat.completion.chunk",
+        "created": completion["created"],
+        "model": completion["model"],
+    }
+    choice = completion["choices"][0]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
+        return {
+            **base,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **extra,
+        }
+
+    out = [chunk({"role": "assistant", "content": ""})]
+    out += [chunk({}, step=s) for s in completion["steps"]]
+    out.append(chunk({"content": choice["message"]["content"]}))
+    out.append(chunk({}, choice["finish_reason"]))
+    return out
 
 
 def _handler(server: AgentServer) -> type[BaseHTTPRequestHandler]:
@@ -194,33 +301,61 @@ def _handler(server: AgentServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
+        def _stream(self, completion: dict[str, Any]) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            for c in stream_chunks(completion):
+                self.wfile.write(b"data: " + json.dumps(c, default=str).encode() + b"\n\n")
+                self.wfile.flush()
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+
         def do_GET(self) -> None:
-            if self.path == "/healthz":
+            path = self.path.split("?")[0]
+            if path == "/healthz":
                 self._send(200, {"status": "ok"})
-            elif self.path == "/readyz":
-                self._send(200 if server.ready else 503, {"ready": server.ready})
+            elif path == "/readyz":
+                if server.ready:
+                    self._send(
+                        200,
+                        {
+                            "status": "ready",
+                            "llm": server.spec.llm.url,
+                            "model": server.spec.llm.model,
+                            "tools": [t.name for t in server.spec.tools],
+                        },
+                    )
+                else:
+                    self._send(503, {"status": "starting"})
+            elif path == "/v1/models":
+                self._send(200, server.models())
             else:
-                self._send(404, {"error": "not found"})
+                self._send(404, ApiError(404, "not_found", f"no route {path}").body())
 
         def do_POST(self) -> None:
-            if self.path not in ("/v1/chat", "/chat"):
-                self._send(404, {"error": "not found"})
+            path = self.path.split("?")[0]
+            if path != "/v1/chat/completions":
+                self._send(404, ApiError(404, "not_found", f"no route {path}").body())
                 return
             try:
                 n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n) or b"{}")
-                if not isinstance(body, dict):
-                    raise ValueError("body must be a JSON object")
-            except ValueError as e:
-                self._send(400, {"error": f"bad request: {e}"})
+                try:
+                    body = json.loads(self.rfile.read(n) or b"null")
+                except ValueError as e:
+                    raise ApiError(400, "invalid_request_error", f"not JSON: {e}") from e
+                _, _, stream = parse_request(body)
+                completion, _ = server.complete(body)
+            except ApiError as e:
+                self._send(e.status, e.body())
                 return
-            try:
-                self._send(200, server.chat(body))
-            except ValueError as e:
-                self._send(400, {"error": str(e)})
-            except Exception as e:  # the LLM endpoint failed: report, keep serving
-                log(f"chat failed: {type(e).__name__}: {e}")
-                self._send(502, {"error": f"{type(e).__name__}: {e}"})
+            if stream:
+                self._stream(completion)
+            else:
+                self._send(200, completion)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
@@ -236,7 +371,7 @@ def run(cfg: StageConfig) -> dict[str, Any]:
         import lagent  # noqa: F401
     except ImportError as e:
         raise StageError("lagent is not installed in this image") from e
-    server = AgentServer(spec)
+    server = AgentServer(spec, os.environ.get("INTERNLM_RESOURCE") or "agent")
     try:
         httpd = ThreadingHTTPServer(("0.0.0.0", spec.port), _handler(server))
     except OSError as e:
@@ -254,11 +389,13 @@ def run(cfg: StageConfig) -> dict[str, Any]:
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     log(f"agent ({spec.agent_type}, tools {[t.name for t in spec.tools]}) on :{spec.port}")
     while not stop.is_set():
-        if not server.ready and server.check_llm():
-            server.ready = True
-            log(f"LLM endpoint {spec.llm.url} is reachable: ready")
-        write_progress({"ready": server.ready, "chats": server.chats})
-        stop.wait(2.0)
+        # Readiness does not depend on the LLM (docs/agent-api.md); its reachability is reported.
+        ok = server.check_llm()
+        if ok != server.llm_ok:
+            log(f"LLM endpoint {spec.llm.url} is {'reachable' if ok else 'unreachable'}")
+            server.llm_ok = ok
+        write_progress({"ready": server.ready, "llm": ok, "chats": server.chats})
+        stop.wait(2.0 if ok else 5.0)
     httpd.shutdown()
     name = signal.Signals(stopped_by[0]).name if stopped_by else "stop"
     log(f"stopped by {name}")
