@@ -31,7 +31,7 @@ cluster-status: venv
 
 lint: venv
 	$(PY) -m ruff check .
-	$(PY) -m ruff format --check operator tests e2e bench images
+	$(PY) -m ruff format --check operator tests e2e bench images hack
 	$(PY) -m mypy operator/src/internlm_operator
 
 # crds/ from the API models, then the chart's copies (helm-crds) from crds/, so they never drift.
