@@ -10,31 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import localcluster
 import pytest
 import realnode
 
 from tests.conftest import REPO, Cluster, wait_until
+from tests.integration.realnode_fixture import RealCluster, real_node_cluster
 
 pytestmark = pytest.mark.cluster
 
-PORT_BASE = "17400"
+PORT_BASE = 17400
 # A fixed state directory: a run that was killed is cleaned up by the next one.
 STATE = REPO / "e2e" / ".cluster-realnode-test"
-ENV = {
-    "INTERNLM_CLUSTER_STATE": str(STATE),
-    "INTERNLM_CLUSTER_PORT_BASE": PORT_BASE,
-    "INTERNLM_REAL_NODE": "1",
-}
 GPU = "nvidia.com/gpu"
 TEST_IMAGE = "localhost/internlm/realnode-test:py3"
 # The shared Debian minbase image plus python3, built in a chroot once and cached.
@@ -45,27 +38,6 @@ PY3 = (
     "/var/cache/apt/archives/*.deb"
 )
 NODE_PROCS = realnode.OUR_EXES | {"pause"}
-
-
-def missing_prerequisites() -> str:
-    if sys.platform != "linux" or os.geteuid() != 0:
-        return "the real node needs root on Linux"
-    missing = [n for n, p in realnode.binaries().items() if not os.access(p, os.X_OK)]
-    missing += [t for t in ("debootstrap", "conntrack", "ip", "openssl") if not shutil.which(t)]
-    if missing:
-        return f"missing for the real node: {', '.join(missing)} (.ci/run installs them)"
-    if localcluster.lo_has(localcluster.REAL_NODE_IP) or realnode.link_exists(realnode.BRIDGE):
-        return "another real node runs on this host (only one can; its `localcluster.py down`)"
-    return ""
-
-
-def down() -> None:
-    subprocess.run(
-        [sys.executable, str(REPO / "e2e" / "cluster" / "localcluster.py"), "down"],
-        env={**os.environ, **ENV},
-        timeout=300,
-        check=False,
-    )
 
 
 # ---------------------------------------------------------------------------- host state
@@ -123,45 +95,16 @@ def host_snapshot(state: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- the cluster
 
 
-class RealCluster(Cluster):
-    state: Path
-    env: dict[str, str]
-
-    def launcher(self, script: str, *args: str, timeout: float = 300) -> None:
-        res = subprocess.run(
-            [sys.executable, str(REPO / "e2e" / "cluster" / script), *args],
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if res.returncode != 0:
-            raise AssertionError(f"{script} {' '.join(args)} failed:\n{res.stderr}{res.stdout}")
-        sys.stderr.write(res.stderr)
-
-
 @pytest.fixture(scope="module")
 def real() -> Iterator[tuple[RealCluster, dict]]:
-    if STATE.exists():
-        down()  # what a killed run left
-    why = missing_prerequisites()
-    if why:
-        pytest.skip(why)
-    realnode.IMAGES.mkdir(parents=True, exist_ok=True)
-    base = realnode.ensure_base_image()
-    realnode.derive_image(base, TEST_IMAGE, TEST_ARCHIVE, PY3, ["/bin/bash"])
-    state = STATE
-    before = host_snapshot(state)
-    c = RealCluster(kubeconfig=state / "kubeconfig", kubectl_bin=localcluster.binaries()["kubectl"])
-    c.state = state
-    c.env = ENV
-    try:
+    with real_node_cluster("test_real_node", STATE, PORT_BASE, up=False) as c:
+        realnode.IMAGES.mkdir(parents=True, exist_ok=True)
+        base = realnode.ensure_base_image()
+        realnode.derive_image(base, TEST_IMAGE, TEST_ARCHIVE, PY3, ["/bin/bash"])
+        before = host_snapshot(c.state)
         c.launcher("localcluster.py", "up")
-        c.launcher("realnode.py", "import", str(TEST_ARCHIVE))
+        c.import_image(TEST_ARCHIVE)
         yield c, before
-    finally:
-        down()  # always, even when a test failed: the host must be left as it was found
 
 
 @pytest.fixture

@@ -130,6 +130,28 @@ def test_deepspeed_config_math() -> None:
     assert ds["gradient_accumulation_steps"] == 16  # 512 / (2 x 16 ranks)
     assert ds["zero_optimization"]["stage"] == 2
     assert ds["scheduler"]["type"] == "WarmupCosineLR"
+    assert ds["scheduler"]["params"]["warmup_num_steps"] == 200
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_deepspeed_scheduler_warmup_is_never_zero(schedule: str) -> None:
+    """DeepSpeed's Warmup* schedulers raise on warmup_num_steps 0 (the API's default)."""
+    doc = load("trainjob")
+    doc["spec"]["optimization"].update(warmupSteps=0, lrSchedule=schedule)
+    ds = json.loads(children(doc).config_map["data"]["ds_config.json"])
+    assert ds["scheduler"]["params"]["warmup_num_steps"] == 1
+    assert ds["scheduler"]["params"]["warmup_type"] == "linear"
+
+
+def test_deepspeed_data_parallel_without_gpus_is_one_process_per_node() -> None:
+    """gpusPerNode 0: NPROC_PER_NODE is 1, so the data-parallel size is the node count."""
+    doc = load("trainjob")
+    doc["spec"]["resources"]["gpusPerNode"] = 0
+    doc["spec"]["optimization"].update(globalBatchSize=8, microBatchSize=2)
+    ch = children(doc)
+    ds = json.loads(ch.config_map["data"]["ds_config.json"])
+    assert env(ch)["NPROC_PER_NODE"] == "1" and env(ch)["NNODES"] == "2"
+    assert ds["gradient_accumulation_steps"] == 2  # 8 / (2 x 2 processes)
 
 
 def test_internevo_renders_its_config() -> None:
@@ -149,6 +171,16 @@ def test_internevo_renders_its_config() -> None:
             "globalBatchSize",
         ),
         (lambda s: s["optimization"].pop("maxSteps"), "maxSteps"),
+        # ZeRO data parallelism only: a model-parallel size would leave DeepSpeed's batch
+        # sizes inconsistent with the processes it runs
+        (
+            lambda s: s["parallelism"].update(tensor=2),
+            "parallelism.tensor 2 is not supported by framework deepspeed",
+        ),
+        (
+            lambda s: s["parallelism"].update(sequence=4),
+            "parallelism.sequence 4 is not supported by framework deepspeed",
+        ),
     ],
 )
 def test_invalid_specs_are_permanent_errors(mutate: Any, needle: str) -> None:

@@ -97,6 +97,12 @@ def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
         (pod(phase="Failed", code=127), False, "ExitCode"),
         (pod(phase="Failed", code=137, reason="OOMKilled"), True, "OOMKilled"),
         (pod(phase="Failed", code=143), True, "Signal"),
+        # the workload's EX_TEMPFAIL: a rank that lost a peer of its gang
+        (
+            pod(phase="Failed", code=75, message='{"ok":false,"reason":"lost a peer"}'),
+            True,
+            "Transient",
+        ),
         (pod(phase="Failed"), True, "PodFailed"),
         (pod(disruption="DeletionByTaintManager"), True, "NodeLost"),
         (pod(disruption="EvictionByEvictionAPI"), True, "Evicted"),

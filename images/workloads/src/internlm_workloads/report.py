@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 TERMINATION_LIMIT = 4096
+# EX_TEMPFAIL: a transient failure the workload detected itself (a training rank lost a peer
+# of its gang: another pod died); the operator retries it like a signal (gang restart).
+EXIT_TRANSIENT = 75
 
 
 class StageError(Exception):

@@ -11,9 +11,25 @@ from .base import CONFIG_DIR, InvalidSpec, RenderContext, Rendered, rendered
 SCHEDULERS = {"cosine": "WarmupCosineLR", "linear": "WarmupDecayLR", "constant": "WarmupLR"}
 
 
-def data_parallel(ctx: RenderContext) -> int:
+def check_parallelism(ctx: RenderContext) -> None:
+    """The DeepSpeed runtime trains Hugging Face model classes with ZeRO data parallelism only:
+    tensor, pipeline or sequence parallelism would leave the batch sizes DeepSpeed checks
+    inconsistent with the processes it runs."""
     p = ctx.spec.parallelism
-    world = ctx.nodes * ctx.gpus_per_node
+    for name in ("tensor", "pipeline", "sequence"):
+        if getattr(p, name) != 1:
+            raise InvalidSpec(
+                f"parallelism.{name} {getattr(p, name)} is not supported by framework deepspeed "
+                "(ZeRO data parallelism only: tensor, pipeline and sequence must be 1; "
+                "use framework internevo for model parallelism)"
+            )
+
+
+def data_parallel(ctx: RenderContext) -> int:
+    """Data-parallel size: the job's processes (one per GPU, or one per node without GPUs, as
+    NPROC_PER_NODE says) over the model-parallel size."""
+    p = ctx.spec.parallelism
+    world = ctx.nodes * max(1, ctx.gpus_per_node)
     return max(1, int(world // (p.tensor * p.pipeline * p.sequence)))
 
 
@@ -25,7 +41,7 @@ def gradient_accumulation(ctx: RenderContext) -> int:
         raise InvalidSpec(
             f"optimization.globalBatchSize {o.global_batch_size} is not a multiple of "
             f"microBatchSize {o.micro_batch_size} x data-parallel size {dp} "
-            f"({ctx.nodes} node(s) x {ctx.gpus_per_node} GPU(s) / model-parallel size)"
+            f"({ctx.nodes} node(s) x {max(1, ctx.gpus_per_node)} process(es) / model-parallel size)"
         )
     return int(o.global_batch_size // per_step)
 
@@ -43,11 +59,19 @@ def max_steps(ctx: RenderContext) -> int:
 def ds_config(ctx: RenderContext) -> dict[str, Any]:
     o, p = ctx.spec.optimization, ctx.spec.parallelism
     steps = max_steps(ctx)
-    sched: dict[str, Any] = {"warmup_num_steps": o.warmup_steps, "warmup_max_lr": o.learning_rate}
+    # DeepSpeed's schedulers refuse warmup_num_steps 0 (and use at least 2); linear warmup as in
+    # the workload's own schedule
+    warmup = max(1, o.warmup_steps)
+    sched: dict[str, Any] = {
+        "warmup_num_steps": warmup,
+        "warmup_max_lr": o.learning_rate,
+        "warmup_type": "linear",
+    }
     if o.lr_schedule == "cosine":
         sched = {
             "total_num_steps": steps,
-            "warmup_num_steps": o.warmup_steps,
+            "warmup_num_steps": warmup,
+            "warmup_type": "linear",
             "warmup_min_ratio": 0.0,
             "cos_min_ratio": o.min_learning_rate / o.learning_rate,
         }
@@ -119,6 +143,7 @@ class DeepSpeed:
     stage = "pretrain"
 
     def render(self, ctx: RenderContext) -> Rendered:
+        check_parallelism(ctx)
         ds = ds_config(ctx)
         spec = pretrain_spec(ctx, f"{CONFIG_DIR}/ds_config.json")
         ds_json = json.dumps(ds, indent=2, sort_keys=True) + "\n"

@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
+# The workload's "transient" exit code (EX_TEMPFAIL, docs/workload-contract.md): e.g. a training
+# rank that lost a peer of its gang. Retried like a signal.
+EXIT_TRANSIENT = 75
 
 # DisruptionTarget condition reasons -> our reason. All of them are retryable.
 DISRUPTION_REASONS = {
@@ -125,6 +128,8 @@ def pod_failure(
             name,
             result,
         )
+    if code == EXIT_TRANSIENT:
+        return Failure(True, "Transient", f"pod {name} exited {code}{suffix}", name, result)
     if code in set(retryable_codes):
         return Failure(True, "RetryableExitCode", f"pod {name} exited {code}{suffix}", name, result)
     if code == 0:

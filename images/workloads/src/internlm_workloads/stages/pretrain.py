@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PretrainSpec, StageConfig
-from ..report import StageError, log, output_dir, run_tool
+from ..report import EXIT_TRANSIENT, StageError, log, output_dir, run_tool
 
 DEFAULT_MASTER_PORT = "29500"
 
@@ -80,6 +80,10 @@ def run(cfg: StageConfig) -> dict[str, Any]:
             reasons = sorted(scratch.glob("error-rank-*.txt"))
             if reasons:
                 e.reason = reasons[0].read_text().strip()
+            if any(scratch.glob("peer-lost-rank-*")):
+                # another pod of the gang died: not this pod's fault, and worth a restart
+                e.exit_code = EXIT_TRANSIENT
+                e.reason = f"lost a peer of the gang: {e.reason}"
             raise
         result_file = scratch / "result.json"
         if not result_file.exists():

@@ -120,6 +120,27 @@ def build_ds_config(spec: PretrainSpec, world: int) -> dict[str, Any]:
     return ds
 
 
+def can_build_ops() -> bool:
+    """DeepSpeed JIT-compiles its C++ ops (the CPU shared-memory collectives, fused Adam)
+    against the Python headers: an image without them (the CPU variant's Debian python3.11)
+    cannot build any."""
+    import sysconfig
+
+    return (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file()
+
+
+def adapt_for_cpu_without_ops(ds: dict[str, Any]) -> list[str]:
+    """What changes when no op can be built on CPU: DeepSpeed's Adam/AdamW become torch's
+    (``torch_adam``, the same update) instead of the fused op. Returns what was changed."""
+    opt = ds.get("optimizer") or {}
+    if str(opt.get("type", "")).lower() in ("adam", "adamw"):
+        params = opt.setdefault("params", {})
+        if "torch_adam" not in params:
+            params["torch_adam"] = True
+            return ["optimizer.params.torch_adam"]
+    return []
+
+
 def lr_lambda(spec: PretrainSpec) -> Any:
     floor = spec.min_learning_rate / spec.learning_rate
 
@@ -149,6 +170,12 @@ def train() -> None:
 
     accel = get_accelerator()
     on_cpu = accel.device_name() == "cpu"
+    no_ops = on_cpu and not can_build_ops()
+    if no_ops:
+        import deepspeed.ops as ds_ops
+
+        # gloo alone carries the collectives (the shm op only speeds up ranks of one node)
+        ds_ops.__compatible_ops__["deepspeed_shm_comm"] = False
     deepspeed.init_distributed(
         dist_backend="gloo" if on_cpu else accel.communication_backend_name()
     )
@@ -169,6 +196,7 @@ def train() -> None:
     data = load_tokens(spec, tokenizer)
 
     ds_config = build_ds_config(spec, world)
+    adapted = adapt_for_cpu_without_ops(ds_config) if no_ops else []
     micro, gas = (
         ds_config["train_micro_batch_size_per_gpu"],
         ds_config["gradient_accumulation_steps"],
@@ -208,6 +236,23 @@ def train() -> None:
         model_parameters=params,
         config=ds_config,
     )
+    if rank == 0:
+        # what DeepSpeed runs with: the config it parsed and what it built from it
+        used = {
+            "source": spec.ds_config_path,
+            "config": engine.config,
+            "zeroStage": engine.zero_optimization_stage(),
+            "optimizer": type(engine.basic_optimizer or engine.optimizer).__name__,
+            "scheduler": type(engine.lr_scheduler).__name__ if engine.lr_scheduler else None,
+            "trainBatchSize": engine.train_batch_size(),
+            "gradientAccumulation": engine.gradient_accumulation_steps(),
+            "cpuAdaptations": adapted,
+        }
+        write_json_atomic(out / "ds_config.used.json", used)
+        log(
+            f"DeepSpeed: config {spec.ds_config_path or '(built in)'}, ZeRO stage "
+            f"{used['zeroStage']}, optimizer {used['optimizer']}, scheduler {used['scheduler']}"
+        )
 
     ckpt_root = out / "checkpoints"
     start = 0
@@ -292,6 +337,26 @@ def train() -> None:
         write_json_atomic(WORKER_DIR / "result.json", result)
 
 
+# What gloo/NCCL/the c10d store say when another rank's process or pod went away.
+PEER_LOST = (
+    "connection closed by peer",
+    "connection reset by peer",
+    "broken pipe",
+    "connection refused",
+    "socket timeout",
+    "nccl communicator was aborted",
+)
+
+
+def peer_lost(e: BaseException) -> bool:
+    """Whether this rank failed because another rank of the gang went away (retryable)."""
+    names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
+    if names & {"DistNetworkError", "DistStoreError"}:
+        return True
+    text = f"{e} {e.__cause__ or ''}".lower()
+    return any(s in text for s in PEER_LOST)
+
+
 def main() -> int:
     try:
         train()
@@ -303,6 +368,8 @@ def main() -> int:
             (WORKER_DIR / f"error-rank-{int(rank):05d}.txt").write_text(
                 one_line(f"rank {rank}: {type(e).__name__}: {e}")
             )
+            if peer_lost(e):
+                (WORKER_DIR / f"peer-lost-rank-{int(rank):05d}").write_text("")
         return 1
 
 

@@ -457,7 +457,8 @@ class RunPolicy(ApiModel):
         max_length=32,
         description=(
             "Exit codes below 128 that are retried like a signal; by default codes 1-127 are "
-            "permanent errors and codes >= 128 are retried."
+            "permanent errors except 75 (transient, e.g. a lost peer), and codes >= 128 are "
+            "retried."
         ),
     )
 
