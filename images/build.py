@@ -41,6 +41,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -272,6 +273,22 @@ def ensure_minbase(timings: dict[str, float]) -> str:
 # --- uv ----------------------------------------------------------------------------------------
 
 
+def pip_command() -> list[str]:
+    """pip of this interpreter, else the system python3's (a venv made by uv has no pip)."""
+    if importlib.util.find_spec("pip") is not None:
+        return [sys.executable, "-m", "pip"]
+    for python in ("python3", "python3.11"):
+        if (
+            shutil.which(python)
+            and subprocess.run(
+                [python, "-m", "pip", "--version"], capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            return [python, "-m", "pip"]
+    sys.exit("images/build.py needs pip (to fetch the uv wheel): apt-get install python3-pip")
+
+
 def ensure_uv(timings: dict[str, float]) -> str:
     inputs = hashlib.sha256(f"uv {UV_VERSION} {RECIPE}".encode()).hexdigest()[:16]
     if (image_labels(UV) or {}).get(LABEL) == inputs:
@@ -280,7 +297,7 @@ def ensure_uv(timings: dict[str, float]) -> str:
         w = Path(tmp)
         run(
                 [
-                    sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                    *pip_command(), "download", "-q", "--no-deps",
                     "--only-binary=:all:", "--no-cache-dir", "--dest", str(w),
                     f"uv=={UV_VERSION}",
                 ]
