@@ -313,6 +313,8 @@ class AgentLLM:
 class Tool:
     name: str
     params: dict[str, Any] = field(default_factory=dict)
+    # where the operator resolved the name (stages/agent_tools.py); unset: resolved at start-up
+    library: Literal["lagent", "agentlego"] | None = None
 
 
 @dataclass

@@ -23,8 +23,9 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..config import AgentSpec, ConfigError, StageConfig
+from ..config import AgentSpec, StageConfig
 from ..report import StageError, log, write_progress
+from .agent_tools import load_tools
 
 
 def chat_url(url: str) -> str:
@@ -75,24 +76,7 @@ def _llm(spec: AgentSpec) -> Any:
 
 
 def _tools(spec: AgentSpec) -> list[Any]:
-    import lagent.actions as actions
-
-    available = sorted(
-        n
-        for n in actions.__all__
-        if isinstance(getattr(actions, n, None), type)
-        and issubclass(getattr(actions, n), actions.BaseAction)
-        and n not in ("BaseAction", "FinishAction", "InvalidAction", "NoAction")
-    )
-    tools = []
-    for t in spec.tools:
-        if t.name not in available:
-            raise ConfigError(f"spec.tools: unknown tool {t.name!r} (available: {available})")
-        try:
-            tools.append(getattr(actions, t.name)(**t.params))
-        except TypeError as e:
-            raise ConfigError(f"spec.tools {t.name}: bad params: {e}") from e
-    return tools
+    return load_tools(spec.tools)
 
 
 def build_agent(spec: AgentSpec) -> Any:

@@ -72,10 +72,25 @@ class Tool(ApiModel):
     """A tool the agent may call."""
 
     name: Annotated[
-        str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.]*$")
-    ] = Field(description="Lagent action or AgentLego tool class, e.g. ArxivSearch, Calculator.")
+        str,
+        Field(
+            min_length=1,
+            max_length=128,
+            pattern=r"^((lagent|agentlego)\.)?[A-Za-z][A-Za-z0-9_]*$",
+        ),
+    ] = Field(
+        description=(
+            "Lagent action or AgentLego tool class, e.g. ArxivSearch, Calculator; "
+            "lagent.<Name> or agentlego.<Name> picks the library, a bare name is Lagent's "
+            "action if Lagent has one, else AgentLego's tool (docs/agent-api.md)."
+        )
+    )
     params: dict[str, Any] | None = Field(
-        default=None, description="Keyword arguments for the tool's constructor (free-form)."
+        default=None,
+        description=(
+            "Keyword arguments for the tool's constructor, checked against the tool's "
+            "parameters when the operator's agent image is used."
+        ),
     )
 
 
