@@ -20,8 +20,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 HELPERS = Path(__file__).resolve().parent / "helpers"
-SHIMS = Path(__file__).resolve().parent / "shims"
 WORKLOADS_SRC = REPO / "images" / "workloads" / "src"
+# the finetune stage adds it by itself on CPU; kept for the tests that call xtuner directly
+SHIMS = WORKLOADS_SRC / "internlm_workloads" / "cpu_shims"
 CACHE = Path(os.environ.get("INTERNLM_CACHE", Path.home() / ".cache" / "internlm-operator"))
 API = "workloads.internlm.io/v1"
 

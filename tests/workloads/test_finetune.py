@@ -1,7 +1,8 @@
 """finetune: XTuner 0.2.0 LoRA SFT on CPU, `xtuner convert pth_to_hf` and `convert merge`.
 The XTuner config is always the operator's (internlm_operator.runtimes.xtuner, rendered here
-through its runtime as the builders do), so what is tested is what ships. CPU-only shims
-(shims/sitecustomize.py) are test setup, not part of the image."""
+through its runtime as the builders do), so what is tested is what ships. The stage's own CPU
+adaptations (internlm_workloads/cpu_shims, added by the stage when there is no CUDA) are what
+lets XTuner run here, as on the real node."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def test_finetune_lora_2_procs_adapter_and_merged_model_load(tiny: Path, tmp_pat
     """2 processes (torchrun, gloo, DDP); conversions then run in one process."""
     cfg = ft_config(tiny, tmp_path)
     run = make_stage(
-        "finetune", "finetune", {}, tmp_path, env=two_procs(), shims=True, raw_config=cfg
+        "finetune", "finetune", {}, tmp_path, env=two_procs(), raw_config=cfg
     )
     rc = run.run(timeout=850)
     assert rc == 0, run.log()[-4000:]
@@ -132,7 +133,7 @@ def test_finetune_xtuner_failure_exit_zero_is_caught(tiny: Path, tmp_path: Path)
     bad.write_text(json.dumps([{"prompt": "no alpaca fields", "completion": "x"}] * 8))
     cfg = ft_config(tiny, tmp_path / "run", dataset=bad)
     run = make_stage(
-        "finetune", "finetune", {}, tmp_path / "run", env=CPU, shims=True, raw_config=cfg
+        "finetune", "finetune", {}, tmp_path / "run", env=CPU, raw_config=cfg
     )
     rc = run.run(timeout=850)
     result = run.termination()
@@ -156,7 +157,7 @@ def test_finetune_bad_config_fails_with_reason(
     """Specs the operator accepts but the pod cannot run, rendered by the operator."""
     model = Path(over.pop("model")) if "model" in over else None
     cfg = ft_config(tiny, tmp_path, model=model, **over)
-    run = make_stage("finetune", "finetune", {}, tmp_path, env=CPU, shims=True, raw_config=cfg)
+    run = make_stage("finetune", "finetune", {}, tmp_path, env=CPU, raw_config=cfg)
     rc = run.run(timeout=300)
     result = run.termination()
     assert rc == 1 and result["ok"] is False and reason in result["reason"], result
@@ -174,7 +175,7 @@ def test_finetune_bad_config_json_fails_with_reason(
     tiny: Path, tmp_path: Path, over: dict[str, Any], reason: str
 ) -> None:
     """config.json the operator would never write (version skew): the workload's parser."""
-    run = make_stage("finetune", "finetune", ft_spec(tiny, **over), tmp_path, env=CPU, shims=True)
+    run = make_stage("finetune", "finetune", ft_spec(tiny, **over), tmp_path, env=CPU)
     rc = run.run(timeout=300)
     result = run.termination()
     assert rc == 1 and result["ok"] is False and reason in result["reason"], result
@@ -190,7 +191,7 @@ def test_finetune_full_from_a_dataset_directory(tiny: Path, tmp_path: Path) -> N
     cfg = ft_config(tiny, tmp_path, dataset=dataset_dir, method="full", lora=None, produce="merged")
     xcfg = Path(cfg["spec"]["xtunerConfigPath"]).read_text()
     assert "lora=None" in xcfg and f"data_path = {json.dumps(str(dataset_dir))}" in xcfg
-    run = make_stage("finetune", "finetune", {}, tmp_path, env=CPU, shims=True, raw_config=cfg)
+    run = make_stage("finetune", "finetune", {}, tmp_path, env=CPU, raw_config=cfg)
     rc = run.run(timeout=850)
     assert rc == 0, run.log()[-4000:]
     result = run.termination()

@@ -1,6 +1,7 @@
-"""CPU-only shims for running XTuner 0.2.0 / mmengine on a machine without a GPU. Test setup
-only (on the PYTHONPATH of the finetune stage in tests), never in an image; active only when
-INTERNLM_CPU_SHIMS=1 and CUDA is unavailable.
+"""CPU-only shims for running XTuner 0.2.0 / mmengine on a machine without a GPU (the real
+node's CPU images, the workload tests). The finetune stage puts this directory on the
+PYTHONPATH of `xtuner` and sets INTERNLM_CPU_SHIMS=1 only when CUDA is unavailable; they are
+inactive otherwise.
 
 - torch.cpu.is_bf16_supported does not exist; XTuner calls it through get_torch_device().
 - mmengine calls torch.cuda.set_device(local_rank) and wraps the model in DDP with device_ids,

@@ -23,6 +23,9 @@ from typing import Any
 from ..config import FinetuneSpec, StageConfig
 from ..report import StageError, last_error_line, log, output_dir, run_tool, write_progress
 
+# sitecustomize for the tools' processes on a CPU-only node (see cpu_shims/sitecustomize.py)
+CPU_SHIMS = Path(__file__).resolve().parent.parent / "cpu_shims"
+
 ITER_RE = re.compile(r"Iter\(train\)\s*\[\s*(\d+)/\s*(\d+)\].*?\bloss:\s*([0-9.eE+-]+|nan)")
 
 
@@ -87,6 +90,13 @@ def run(cfg: StageConfig) -> dict[str, Any]:
         env.setdefault("ADDR", env["MASTER_ADDR"])
     if "MASTER_PORT" in env:
         env.setdefault("PORT", env["MASTER_PORT"])
+    if not cuda:
+        # XTuner and mmengine assume CUDA; without it they crash before the first step
+        log(f"no CUDA GPU: XTuner runs on CPU with the adaptations in {CPU_SHIMS}")
+        env["INTERNLM_CPU_SHIMS"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(CPU_SHIMS), env.get("PYTHONPATH", "")) if p
+        )
     argv = ["xtuner", "train", str(xcfg), "--work-dir", str(work)]
     if spec.deepspeed_stage:
         argv += ["--deepspeed", f"deepspeed_zero{spec.deepspeed_stage}"]
