@@ -246,6 +246,13 @@ INVALID: list[tuple[str, str, dict[str, Any], tuple[str, ...]]] = [
     ("ms-replicas-negative", "ModelServe", {"spec.replicas": -1}, ("spec.replicas", "greater than or equal to 0")),
     ("ms-adapters-turbomind", "ModelServe", {"spec.adapters": [{"name": "domain", "source": HF}]}, ("spec.adapters", "adapters require engine pytorch")),
     ("ms-repo-invalid", "ModelServe", {"spec.model.huggingFace.repo": "no-slash"}, ("spec.model.huggingFace.repo", "should match")),
+    ("ms-no-gpu-lmdeploy", "ModelServe", {"spec.resources.gpusPerNode": 0}, ("spec.resources.gpusPerNode", "non-zero multiple of tensorParallel")),
+    ("ms-cpu-tensor-parallel", "ModelServe", {"spec.engine": "transformers"}, ("spec.tensorParallel", "tensorParallel > 1 is an LMDeploy option")),
+    ("ms-cpu-quantization", "ModelServe", {"spec.engine": "transformers", "spec.tensorParallel": 1}, ("spec.quantization", "quantization (AWQ/GPTQ, KV cache bits) is an LMDeploy option")),
+    ("ms-cpu-session-len", "ModelServe", {"spec.engine": "transformers", "spec.sessionLen": 4096}, ("spec.sessionLen", "sessionLen is an LMDeploy option")),
+    ("ms-cpu-batch-size", "ModelServe", {"spec.engine": "transformers", "spec.maxBatchSize": 8}, ("spec.maxBatchSize", "maxBatchSize is an LMDeploy option")),
+    ("ms-cpu-cache-ratio", "ModelServe", {"spec.engine": "transformers", "spec.cacheMaxEntryCount": 0.5}, ("spec.cacheMaxEntryCount", "cacheMaxEntryCount is an LMDeploy option")),
+    ("ms-cpu-api-keys", "ModelServe", {"spec.engine": "transformers"}, ("spec.apiKeySecret", "apiKeySecret (API keys) is an LMDeploy option")),
     # Agent
     ("ag-two-llms", "Agent", {"spec.llm.modelServe": "chat"}, ("spec.llm", "exactly one of modelServe or url")),
     ("ag-url-without-model", "Agent", {"spec.llm.model": DELETE}, ("spec.llm.model", "model is required when url is set")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -367,3 +368,94 @@ def test_hub_cache_is_an_ephemeral_volume_with_a_storage_class() -> None:
     # a PVC model needs no cache at all
     pod = build(spec(), storage_class="fast-nvme").deployment["spec"]["template"]["spec"]
     assert "inputs" not in {v["name"] for v in pod["volumes"]}
+
+
+# -- engine transformers (transformers serve, the CPU engine) ------------------------------
+
+
+def cpu_spec(**kw: Any) -> ModelServeSpec:
+    return spec(engine="transformers", resources={"gpusPerNode": 0}, **kw)
+
+
+def test_transformers_engine_renders_transformers_serve_without_gpus() -> None:
+    ch = build(cpu_spec(port=8080))
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    s = cfg["spec"]
+    assert s["engine"] == "transformers"
+    assert s["modelPath"] == "/mnt/pvc/models/m/7b"
+    # the name the LMDeploy path serves (--model-name), so an Agent works with either engine
+    assert s["servedModelName"] == ch.served_model_name == "chat"
+    got = flags(s["args"])
+    assert got["--port"] == "8080" and got["--host"] == "0.0.0.0"
+    assert got["--device"] == "cpu" and got["--dtype"] == "auto"
+    assert "--trust-remote-code" in s["args"]
+    assert not {"--backend", "--tp", "--model-name", "--server-port"} & set(s["args"])
+    pod = ch.deployment["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["command"] == ["python", "-m", "internlm_workloads", "serve"]
+    assert "nvidia.com/gpu" not in json.dumps(c.get("resources", {}))
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    # the same probe contract as LMDeploy: the model list answers once the weights are loaded
+    assert c["startupProbe"]["httpGet"] == {"path": "/v1/models", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/v1/models", "port": "http"}
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    assert ch.service["spec"]["ports"][0]["port"] == 8080
+    assert ch.endpoint == "http://chat-ms.ns1.svc.cluster.local:8080/v1"
+    parsed = parse_config(cfg, "serve")  # the workload accepts what the operator renders
+    assert parsed.spec.engine == "transformers" and parsed.spec.served_model_name == "chat"
+
+
+def test_transformers_engine_keeps_a_gpu_request_and_lets_torch_choose() -> None:
+    """An unmodified spec (gpusPerNode 1) still asks for nvidia.com/gpu: the real node advertises
+    it; --device auto uses a GPU that exists and falls back to CPU where none does."""
+    ch = build(spec(engine="transformers", servedModelName="internlm2-chat"))
+    c = ch.deployment["spec"]["template"]["spec"]["containers"][0]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    assert flags(cfg["spec"]["args"])["--device"] == "auto"
+    assert cfg["spec"]["servedModelName"] == ch.served_model_name == "internlm2-chat"
+
+
+def test_lmdeploy_engines_render_lmdeploy_unchanged() -> None:
+    cfg = json.loads(build(spec(engine="pytorch")).config_map["data"]["config.json"])
+    assert "engine" not in cfg["spec"] and flags(cfg["spec"]["args"])["--backend"] == "pytorch"
+    assert parse_config(cfg, "serve").spec.engine == "lmdeploy"
+
+
+@pytest.mark.parametrize(
+    ("fields", "what"),
+    [
+        ({"tensorParallel": 2, "resources": {"gpusPerNode": 2}}, "tensorParallel > 1"),
+        ({"quantization": {"weights": "awq"}}, "quantization"),
+        ({"quantization": {"kvCacheBits": 8}}, "quantization"),
+        ({"sessionLen": 4096}, "sessionLen"),
+        ({"maxBatchSize": 8}, "maxBatchSize"),
+        ({"cacheMaxEntryCount": 0.5}, "cacheMaxEntryCount"),
+        ({"apiKeySecret": {"name": "keys", "key": "k"}}, "apiKeySecret"),
+        (
+            {"adapters": [{"name": "a", "source": {"pvc": {"claimName": "x", "path": "a"}}}]},
+            "adapters require engine pytorch",
+        ),
+    ],
+)
+def test_lmdeploy_only_options_are_refused_with_engine_transformers(
+    fields: dict[str, Any], what: str
+) -> None:
+    base: dict[str, Any] = {"engine": "transformers", "resources": {"gpusPerNode": 0}}
+    with pytest.raises(ValueError, match=re.escape(what)) as err:
+        spec(**{**base, **fields})
+    if "adapters" not in fields:
+        assert "is an LMDeploy option: use engine turbomind or pytorch" in str(err.value)
+
+
+def test_no_gpu_is_only_allowed_for_the_cpu_engine() -> None:
+    with pytest.raises(ValueError, match="non-zero multiple of tensorParallel"):
+        spec(resources={"gpusPerNode": 0})
+    assert cpu_spec().resources.gpus_per_node == 0
+
+
+def test_workload_refuses_transformers_without_a_served_name() -> None:
+    cfg = json.loads(build(cpu_spec()).config_map["data"]["config.json"])
+    del cfg["spec"]["servedModelName"]
+    with pytest.raises(Exception, match="servedModelName: required with engine transformers"):
+        parse_config(cfg, "serve")

@@ -291,11 +291,25 @@ class EvalSpec:
 # --------------------------------------------------------------------------- serve
 
 
+SERVE_ENGINES = ("lmdeploy", "transformers")
+
+
 @dataclass
 class ServeSpec:
     model_path: str
     args: list[str] = field(default_factory=list)
     port: int = 23333
+    # lmdeploy: `lmdeploy serve api_server`; transformers: `transformers serve` (runs on CPU)
+    engine: str = "lmdeploy"
+    served_model_name: str | None = None  # transformers: the name the pinned model answers to
+
+    def _check(self, where: str) -> None:
+        if self.engine not in SERVE_ENGINES:
+            raise ConfigError(
+                f"{where}.engine: {self.engine!r} is not one of {', '.join(SERVE_ENGINES)}"
+            )
+        if self.engine == "transformers" and not self.served_model_name:
+            raise ConfigError(f"{where}.servedModelName: required with engine transformers")
 
 
 # --------------------------------------------------------------------------- agent

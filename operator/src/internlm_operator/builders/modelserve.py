@@ -29,6 +29,7 @@ from .common import (
     shm_volume,
     source_location,
     storage_for,
+    with_queue,
 )
 from .longrunning import (
     CONTAINER,
@@ -106,7 +107,7 @@ def _location(src: Any, resolved: str | None, what: str) -> str:
     loc = source_location(src, resolved)
     if not loc.startswith(("pvc://", "hf://", "ms://")):
         raise InvalidSpec(
-            f"{what} {loc!r} cannot be served: LMDeploy reads a local directory, so use a "
+            f"{what} {loc!r} cannot be served: the server reads a local directory, so use a "
             "pvc, huggingFace or modelScope source (or a producer writing to a PVC)"
         )
     return loc
@@ -120,7 +121,8 @@ def effective_min_replicas(spec: Any) -> int:
 
 
 def build(inp: ServeInputs) -> ServeChildren:
-    o, spec = inp.owner, inp.spec
+    spec = inp.spec
+    o = with_queue(inp.owner, spec)
     name, cm_name = names(o)
     image = spec.image or inp.image
     pull = spec.image_pull_policy or inp.pull_policy
@@ -154,7 +156,8 @@ def build(inp: ServeInputs) -> ServeChildren:
     mounts = [cfg_mount, shm_mount, *storage.mounts.values()]
 
     # With API keys every OpenAI route needs a key, so readiness uses the unauthenticated
-    # /health (LMDeploy only answers HTTP once the engine and weights are loaded).
+    # /health. Both engines only answer HTTP once the weights are loaded (transformers serve
+    # preloads the model it is pinned to before uvicorn starts), so one probe contract fits.
     ready_path = HEALTH_PATH if spec.api_key_secret is not None else READINESS_PATH
     probes = {
         "startupProbe": {

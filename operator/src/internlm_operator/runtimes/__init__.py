@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import deepspeed, internevo, lagent, lmdeploy, opencompass, xtuner
+from . import deepspeed, internevo, lagent, lmdeploy, opencompass, transformers_serve, xtuner
 from .base import CONFIG_DIR, CONFIG_FILE, InvalidSpec, RenderContext, Rendered, Runtime
 
 REGISTRY: dict[str, Runtime] = {
@@ -17,6 +17,7 @@ REGISTRY: dict[str, Runtime] = {
     "xtuner": xtuner.RUNTIME,
     "opencompass": opencompass.RUNTIME,
     "lmdeploy": lmdeploy.RUNTIME,
+    "transformers": transformers_serve.RUNTIME,
     "lagent": lagent.RUNTIME,
 }
 
@@ -27,7 +28,12 @@ def for_resource(kind: str, spec: Any) -> Runtime:
         "TrainJob": getattr(spec, "framework", "deepspeed"),
         "FineTune": "xtuner",
         "EvalRun": "opencompass",
-        "ModelServe": "lmdeploy",
+        # engine turbomind/pytorch are LMDeploy's backends; transformers is its own server
+        "ModelServe": (
+            transformers_serve.ENGINE
+            if getattr(spec, "engine", None) == transformers_serve.ENGINE
+            else "lmdeploy"
+        ),
         "Agent": "lagent",
     }[kind]
     return REGISTRY[name]

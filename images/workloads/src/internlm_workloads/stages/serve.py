@@ -1,4 +1,7 @@
-"""serve: LMDeploy's OpenAI-compatible ``api_server`` with the arguments the operator chose.
+"""serve: an OpenAI-compatible server with the arguments the operator chose: LMDeploy's
+``api_server`` (``spec.engine`` lmdeploy, the default) or ``transformers serve`` (engine
+transformers, the CPU engine; see serve_transformers.py). What follows is the LMDeploy side; the
+supervision (signals, readiness, a server dying) is the same for both.
 
 - The argument list is checked with LMDeploy's own CLI parser before anything starts, so a bad
   flag fails the pod at once with LMDeploy's message.
@@ -74,26 +77,43 @@ def _ready(port: int) -> bool:
         return False
 
 
+def _lmdeploy_launch(spec: ServeSpec) -> tuple[list[str], int, str | None, dict[str, str] | None]:
+    args = build_args(spec)
+    parsed = validate_with_lmdeploy(args)
+    launcher = shlex.split(os.environ.get("INTERNLM_LMDEPLOY_CMD", "lmdeploy"))
+    return [*launcher, "serve", "api_server", *args], int(parsed.server_port), None, None
+
+
 def run(cfg: StageConfig) -> dict[str, Any]:
     spec: ServeSpec = cfg.spec
     if spec.model_path.startswith("/") and not Path(spec.model_path).exists():
         raise StageError(f"modelPath {spec.model_path} does not exist")
-    args = build_args(spec)
-    parsed = validate_with_lmdeploy(args)
-    port = int(parsed.server_port)
+    if spec.engine == "transformers":
+        from . import serve_transformers
+
+        argv, port, cwd, env = serve_transformers.launch(spec)
+        server = "transformers serve"
+    else:
+        argv, port, cwd, env = _lmdeploy_launch(spec)
+        server = "lmdeploy api_server"
     out = (
         output_dir(cfg.output_dir)
         if (os.environ.get("INTERNLM_OUTPUT_DIR") or cfg.output_dir)
         else None
     )
-    log_path = (out / "lmdeploy.log") if out else Path("/tmp/lmdeploy.log")
-    launcher = shlex.split(os.environ.get("INTERNLM_LMDEPLOY_CMD", "lmdeploy"))
-    argv = [*launcher, "serve", "api_server", *args]
+    log_name = "lmdeploy.log" if spec.engine == "lmdeploy" else "transformers-serve.log"
+    log_path = (out / log_name) if out else Path("/tmp") / log_name
     write_progress({"ready": False})
     try:
-        child = Child(argv, log_path=log_path, grace=float(os.environ.get("INTERNLM_GRACE", "25")))
+        child = Child(
+            argv,
+            env=env,
+            cwd=cwd,
+            log_path=log_path,
+            grace=float(os.environ.get("INTERNLM_GRACE", "25")),
+        )
     except FileNotFoundError as e:
-        raise StageError(f"{launcher[0]} not found in this image") from e
+        raise StageError(f"{argv[0]} not found in this image") from e
     state = {"ready": False, "since": None}
 
     def watch() -> None:
@@ -103,7 +123,7 @@ def run(cfg: StageConfig) -> dict[str, Any]:
                 state["ready"] = True
                 state["since"] = round(time.monotonic() - t0, 1)
                 write_progress({"ready": True, "port": port, "startupSeconds": state["since"]})
-                log(f"api_server ready on :{port} after {state['since']}s")
+                log(f"{server} ready on :{port} after {state['since']}s")
                 return
             time.sleep(1.0)
 
@@ -112,7 +132,7 @@ def run(cfg: StageConfig) -> dict[str, Any]:
         rc = child.wait()
     except Terminated as e:
         rc = child.proc.returncode
-        log(f"api_server stopped after {e} (exit {rc})")
+        log(f"{server} stopped after {e} (exit {rc})")
         return {
             "outputs": {"endpoint": f"http://0.0.0.0:{port}/v1"},
             "stopped": str(e).split()[-1],
@@ -120,4 +140,4 @@ def run(cfg: StageConfig) -> dict[str, Any]:
         }
     why = last_error_line(log_path) or f"exit code {rc}"
     when = "after it was ready" if state["ready"] else "before it was ready"
-    raise StageError(f"lmdeploy api_server exited {when} with code {rc}: {why}")
+    raise StageError(f"{server} exited {when} with code {rc}: {why}")

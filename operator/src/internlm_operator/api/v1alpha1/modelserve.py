@@ -1,7 +1,9 @@
-"""ModelServe: an LMDeploy api_server (OpenAI-compatible) serving a model."""
+"""ModelServe: an OpenAI-compatible server for a model: LMDeploy's api_server (GPU, the
+default) or Hugging Face ``transformers serve`` (engine ``transformers``, runs on CPU)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
@@ -20,9 +22,57 @@ from .common import (
     validations,
 )
 
-Engine = Literal["turbomind", "pytorch"]
+Engine = Literal["turbomind", "pytorch", "transformers"]
+CPU_ENGINE = "transformers"
+"""``transformers serve``: the engine that runs without a GPU (LMDeploy inference is CUDA-only)."""
 DEFAULT_PORT = 23333
-"""LMDeploy api_server's default port."""
+"""LMDeploy api_server's default port (used for both engines, so the Service never changes)."""
+DEFAULT_MAX_BATCH_SIZE = 128
+DEFAULT_CACHE_MAX_ENTRY_COUNT = 0.8
+
+# Options only LMDeploy understands: (field, what the message calls it, CEL that holds when the
+# field is left alone, the same test in Python). transformers serve has no equivalent, so with
+# engine transformers they are refused rather than silently ignored.
+_LMDEPLOY_ONLY: tuple[tuple[str, str, str, Callable[[Any], bool]], ...] = (
+    (
+        "tensorParallel",
+        "tensorParallel > 1",
+        "self.tensorParallel == 1",
+        lambda s: s.tensor_parallel == 1,
+    ),
+    (
+        "quantization",
+        "quantization (AWQ/GPTQ, KV cache bits)",
+        "!has(self.quantization)",
+        lambda s: s.quantization is None,
+    ),
+    ("sessionLen", "sessionLen", "!has(self.sessionLen)", lambda s: s.session_len is None),
+    (
+        "maxBatchSize",
+        "maxBatchSize",
+        f"self.maxBatchSize == {DEFAULT_MAX_BATCH_SIZE}",
+        lambda s: s.max_batch_size == DEFAULT_MAX_BATCH_SIZE,
+    ),
+    (
+        "cacheMaxEntryCount",
+        "cacheMaxEntryCount",
+        f"self.cacheMaxEntryCount == {DEFAULT_CACHE_MAX_ENTRY_COUNT}",
+        lambda s: s.cache_max_entry_count == DEFAULT_CACHE_MAX_ENTRY_COUNT,
+    ),
+    (
+        "apiKeySecret",
+        "apiKeySecret (API keys)",
+        "!has(self.apiKeySecret)",
+        lambda s: s.api_key_secret is None,
+    ),
+)
+
+
+def lmdeploy_only_message(what: str) -> str:
+    return (
+        f"{what} is an LMDeploy option: use engine turbomind or pytorch, "
+        f"or leave it unset with engine {CPU_ENGINE}"
+    )
 
 
 class Quantization(ApiModel):
@@ -89,9 +139,12 @@ class ModelServeSpec(WorkloadCommon):
 
     model_config = ConfigDict(
         json_schema_extra=validations(
+            # LMDeploy needs a GPU per tensor-parallel rank; transformers serve runs on CPU
+            # (gpusPerNode 0) or uses what it is given.
             cel(
-                "self.resources.gpusPerNode >= self.tensorParallel && "
-                "self.resources.gpusPerNode % self.tensorParallel == 0",
+                f"self.engine == '{CPU_ENGINE}' || "
+                "(self.resources.gpusPerNode >= self.tensorParallel && "
+                "self.resources.gpusPerNode % self.tensorParallel == 0)",
                 "resources.gpusPerNode must be a non-zero multiple of tensorParallel",
                 ".resources.gpusPerNode",
             ),
@@ -100,11 +153,26 @@ class ModelServeSpec(WorkloadCommon):
                 "adapters require engine pytorch",
                 ".adapters",
             ),
+            *(
+                cel(
+                    f"self.engine != '{CPU_ENGINE}' || {rule}",
+                    lmdeploy_only_message(what),
+                    f".{field}",
+                )
+                for field, what, rule, _ in _LMDEPLOY_ONLY
+            ),
         )
     )
 
     model: ModelSource = Field(description="The model to serve.")
-    engine: Engine = Field(default="turbomind", description="LMDeploy backend.")
+    engine: Engine = Field(
+        default="turbomind",
+        description=(
+            "Serving engine: turbomind or pytorch run LMDeploy's api_server with that backend "
+            "(CUDA GPUs); transformers runs Hugging Face transformers serve, which also runs on "
+            "CPU (set resources.gpusPerNode to 0 there)."
+        ),
+    )
     tensor_parallel: Literal[1, 2, 4, 8] = Field(
         default=1, description="GPUs one server splits the model over (--tp)."
     )
@@ -112,7 +180,10 @@ class ModelServeSpec(WorkloadCommon):
         default=None, description="AWQ/GPTQ weights and KV cache quantisation."
     )
     max_batch_size: int = Field(
-        default=128, ge=1, le=4096, description="Concurrent requests batched per step."
+        default=DEFAULT_MAX_BATCH_SIZE,
+        ge=1,
+        le=4096,
+        description="Concurrent requests batched per step (LMDeploy).",
     )
     session_len: int | None = Field(
         default=None,
@@ -121,10 +192,10 @@ class ModelServeSpec(WorkloadCommon):
         description="Maximum tokens of a session (prompt + answer); the model's if unset.",
     )
     cache_max_entry_count: float = Field(
-        default=0.8,
+        default=DEFAULT_CACHE_MAX_ENTRY_COUNT,
         gt=0,
         le=1,
-        description="Fraction of free GPU memory given to the KV cache.",
+        description="Fraction of free GPU memory given to the KV cache (LMDeploy).",
     )
     served_model_name: Identifier | None = Field(
         default=None, description="Model name clients request; the resource name if unset."
@@ -155,8 +226,14 @@ class ModelServeSpec(WorkloadCommon):
 
     @model_validator(mode="after")
     def _checks(self) -> Self:
+        if self.engine == CPU_ENGINE:
+            for _, what, _, left_alone in _LMDEPLOY_ONLY:
+                if not left_alone(self):
+                    raise ValueError(lmdeploy_only_message(what))
         gpus = self.resources.gpus_per_node
-        if gpus < self.tensor_parallel or gpus % self.tensor_parallel:
+        if self.engine != CPU_ENGINE and (
+            gpus < self.tensor_parallel or gpus % self.tensor_parallel
+        ):
             raise ValueError("resources.gpusPerNode must be a non-zero multiple of tensorParallel")
         if self.adapters and self.engine != "pytorch":
             raise ValueError("adapters require engine pytorch")
@@ -176,7 +253,7 @@ class ModelServeStatus(ServiceStatus):
 
 
 class ModelServe(ApiModel):
-    """An OpenAI-compatible LMDeploy server for a model."""
+    """An OpenAI-compatible server (LMDeploy, or transformers serve on CPU) for a model."""
 
     api_version: Literal["internlm.io/v1alpha1"] = Field(
         default=API_VERSION, description="internlm.io/v1alpha1."
