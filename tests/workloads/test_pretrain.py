@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,49 @@ def test_pretrain_zero2_loss_decreases_kill_resume_and_hf_model_loads(
         f"print(sum(p.numel() for p in m.parameters()), repr(t.decode(g[0])))\n",
     )
     assert int(out.split()[0]) > 100_000
+
+
+@pytest.mark.timeout(1200)
+def test_pretrain_sigterm_saves_a_checkpoint_then_the_next_run_resumes_from_it(
+    tiny: Path, tmp_path: Path
+) -> None:
+    """checkpoint.onStop: the pod is deleted (suspend, preemption) and the kubelet sends SIGTERM
+    to the container's first process; the ranks agree on a step, save there and exit 143
+    within the grace period, and the next run starts from that step."""
+    grace = 60
+    ckpt = {"interval": 1000, "keep": 2, "resume": True, "onStop": True, "stopGraceSeconds": grace}
+    spec = pretrain_spec(tiny, maxSteps=60, checkpoint=ckpt)
+    env = {"NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
+    run = make_stage("pretrain", "pretrain", spec, tmp_path, env=env).start()
+    wait_until("step 5", lambda: run.progress().get("step", 0) >= 5, timeout=900, interval=0.05)
+    assert run.proc is not None
+    os.kill(run.proc.pid, signal.SIGTERM)
+    t0 = time.monotonic()
+    rc = run.wait(timeout=grace + 30)
+    stopped_in = time.monotonic() - t0
+    log = run.log()
+    assert rc == 128 + signal.SIGTERM, log[-4000:]
+    assert stopped_in < grace, stopped_in
+    result = run.termination()
+    saved = result["checkpoint"]
+    assert result["ok"] is False and saved["step"] >= 5, result
+    assert f"after checkpoint step {saved['step']} saved" in result["reason"], result
+    assert saved["step"] < 60, "training finished before the stop"
+    step_dir = tmp_path / "output" / "checkpoints" / f"step-{saved['step']}"
+    assert json.loads((step_dir / "COMPLETE").read_text())["step"] == saved["step"]
+    assert not (tmp_path / "output" / "hf").exists()
+    # the last step both ranks ran is the checkpoint step: nothing trained is lost
+    assert max(m["step"] for m in metrics(tmp_path)) == saved["step"]
+
+    run.env["MASTER_PORT"] = str(free_port())
+    run.start()
+    rc = run.wait(timeout=900)
+    log = run.log()
+    assert rc == 0, log[-4000:]
+    assert f"resumed from checkpoint step {saved['step']}" in log, log[-3000:]
+    steps = [m["step"] for m in metrics(tmp_path)]
+    assert steps == list(range(1, 61)), steps
+    assert run.termination()["ok"] is True
 
 
 @pytest.mark.timeout(900)

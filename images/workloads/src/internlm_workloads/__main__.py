@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         write_termination({"ok": False, "reason": e.reason, **e.extra})
         return e.exit_code
     except Terminated as e:
-        write_termination({"ok": False, "reason": str(e)})
+        write_termination({"ok": False, "reason": str(e), **e.extra})
         return 128 + e.signum
     except KeyboardInterrupt:
         write_termination({"ok": False, "reason": "interrupted"})

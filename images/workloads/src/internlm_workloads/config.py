@@ -141,9 +141,16 @@ class Checkpoint:
     interval: int = 1000
     keep: int = 3
     resume: bool = True
+    on_stop: bool = True
+    stop_grace_seconds: int = 30
 
     def _check(self, where: str) -> None:
-        _positive(where, interval=self.interval, keep=self.keep)
+        _positive(
+            where,
+            interval=self.interval,
+            keep=self.keep,
+            stop_grace_seconds=self.stop_grace_seconds,
+        )
 
 
 @dataclass

@@ -37,9 +37,10 @@ class StageError(Exception):
 class Terminated(Exception):
     """The pod was asked to stop (SIGTERM/SIGINT): exit 128+signal so the operator retries."""
 
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"terminated by signal {signal.Signals(signum).name}")
+    def __init__(self, signum: int, reason: str | None = None, **extra: Any) -> None:
+        super().__init__(reason or f"terminated by signal {signal.Signals(signum).name}")
         self.signum = signum
+        self.extra = extra  # e.g. the checkpoint saved on the way out, for the termination message
 
 
 def log(msg: str) -> None:
@@ -240,10 +241,12 @@ def run_tool(
     log_path: Path | None = None,
     cwd: str | Path | None = None,
     on_line: Any = None,
+    grace: float = 30.0,
 ) -> None:
-    """Run a tool to completion; a non-zero exit is a StageError naming the tool."""
+    """Run a tool to completion; a non-zero exit is a StageError naming the tool. A SIGTERM
+    is forwarded and the tool gets ``grace`` seconds to stop before it is killed."""
     try:
-        child = Child(argv, env=env, log_path=log_path, cwd=cwd, on_line=on_line)
+        child = Child(argv, env=env, log_path=log_path, cwd=cwd, on_line=on_line, grace=grace)
     except FileNotFoundError as e:
         raise StageError(f"{what}: {argv[0]} not found in this image") from e
     rc = child.wait()

@@ -37,6 +37,9 @@ class Rendered:
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
     ports: list[dict[str, Any]] = field(default_factory=list)
+    # the pods' terminationGracePeriodSeconds when the stage needs longer than Kubernetes' 30 s
+    # to stop cleanly (a checkpoint written on SIGTERM)
+    stop_grace_seconds: int | None = None
 
 
 class Runtime(Protocol):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Any
 
 from .base import CONFIG_DIR, InvalidSpec, RenderContext, Rendered, rendered
@@ -133,6 +134,8 @@ def pretrain_spec(ctx: RenderContext, tool_config: str | None) -> dict[str, Any]
             "interval": s.checkpoint.interval,
             "keep": s.checkpoint.keep,
             "resume": s.checkpoint.resume,
+            "onStop": s.checkpoint.on_stop,
+            "stopGraceSeconds": s.checkpoint.stop_grace_period_seconds,
         },
         "dsConfigPath": tool_config,
     }
@@ -147,7 +150,10 @@ class DeepSpeed:
         ds = ds_config(ctx)
         spec = pretrain_spec(ctx, f"{CONFIG_DIR}/ds_config.json")
         ds_json = json.dumps(ds, indent=2, sort_keys=True) + "\n"
-        return rendered(ctx, self.stage, spec, {"ds_config.json": ds_json})
+        out = rendered(ctx, self.stage, spec, {"ds_config.json": ds_json})
+        if not ctx.spec.checkpoint.on_stop:
+            return out
+        return replace(out, stop_grace_seconds=ctx.spec.checkpoint.stop_grace_period_seconds)
 
 
 RUNTIME = DeepSpeed()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PretrainSpec, StageConfig
-from ..report import EXIT_TRANSIENT, StageError, log, output_dir, run_tool
+from ..report import EXIT_TRANSIENT, StageError, Terminated, log, output_dir, run_tool
 
 DEFAULT_MASTER_PORT = "29500"
 
@@ -41,12 +41,22 @@ def check_inputs(spec: PretrainSpec) -> None:
         raise StageError(f"dsConfigPath {spec.ds_config_path} does not exist")
 
 
-def torchrun_argv(module: str, extra: list[str] | None = None) -> list[str]:
+# Seconds kept back from the pod's grace period: torchrun and this stage exit after the workers.
+STOP_MARGIN = 10
+
+
+def torchrun_argv(
+    module: str, extra: list[str] | None = None, shutdown_timeout: int | None = None
+) -> list[str]:
     nnodes = os.environ.get("NNODES", "1")
+    # torchrun gives its workers 30 s after a SIGTERM, then SIGKILLs them: a checkpoint written
+    # on the way out needs the pod's grace period instead
+    timeout = [f"--shutdown-timeout={shutdown_timeout}"] if shutdown_timeout else []
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
+        *timeout,
         f"--nnodes={nnodes}",
         f"--nproc_per_node={_nproc()}",
         f"--node_rank={os.environ.get('NODE_RANK', os.environ.get('JOB_COMPLETION_INDEX', '0'))}",
@@ -69,13 +79,22 @@ def run(cfg: StageConfig) -> dict[str, Any]:
     env["INTERNLM_OUTPUT_DIR"] = str(out)
     env["INTERNLM_WORKER_DIR"] = str(scratch)
     env.setdefault("OMP_NUM_THREADS", "1")
+    grace = max(spec.checkpoint.stop_grace_seconds - STOP_MARGIN, 5)
     try:
         try:
             run_tool(
-                torchrun_argv("internlm_workloads.stages.pretrain_worker"),
+                torchrun_argv("internlm_workloads.stages.pretrain_worker", shutdown_timeout=grace),
                 "DeepSpeed training",
                 env=env,
+                grace=grace + STOP_MARGIN / 2,
             )
+        except Terminated as e:
+            stopped = scratch / "stopped.json"
+            if stopped.exists():
+                ckpt = json.loads(stopped.read_text())["checkpoint"]
+                where = f"checkpoint step {ckpt['step']} saved" if ckpt else "no step to save"
+                raise Terminated(e.signum, f"{e} after {where}", checkpoint=ckpt) from None
+            raise
         except StageError as e:
             reasons = sorted(scratch.glob("error-rank-*.txt"))
             if reasons:

@@ -10,6 +10,11 @@ Checkpoints: ``$INTERNLM_OUTPUT_DIR/checkpoints/step-<N>/`` (DeepSpeed's own for
 ``COMPLETE`` marker written after every rank saved); the run resumes from the highest
 complete one; the last ``checkpoint.keep`` are kept. At the end the Hugging Face model goes to
 ``$INTERNLM_OUTPUT_DIR/hf``.
+
+Stopping (``checkpoint.onStop``): a SIGTERM (the pod is deleted: suspend, preemption, drain)
+only raises a flag. The flag rides on the per-step loss all-reduce, so every rank learns at the
+same step that one of them was asked to stop; they all save a checkpoint there, rank-locally
+note it in ``stopped.json`` and exit. The next run resumes from that checkpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 import traceback
@@ -158,9 +164,29 @@ def lr_lambda(spec: PretrainSpec) -> Any:
     return f
 
 
+class StopFlag:
+    """Set by SIGTERM/SIGINT; read once per step."""
+
+    def __init__(self) -> None:
+        self.signum = 0
+
+    def install(self) -> None:
+        for s in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(s, self._set)
+
+    def _set(self, signum: int, _frame: Any) -> None:
+        if not self.signum:
+            print(f"rank {os.environ.get('RANK', '0')}: {signal.Signals(signum).name}: "
+                  "stopping after this step", file=sys.stderr, flush=True)  # fmt: skip
+        self.signum = signum
+
+
 def train() -> None:
     cfg = load_config(os.environ.get("INTERNLM_CONFIG", "/etc/internlm/config.json"), "pretrain")
     spec: PretrainSpec = cfg.spec
+    stop = StopFlag()
+    if spec.checkpoint.on_stop:
+        stop.install()
     out = Path(os.environ.get("INTERNLM_OUTPUT_DIR") or cfg.output_dir or ".")
     import deepspeed
     import torch
@@ -287,7 +313,8 @@ def train() -> None:
     engine.train()
     for step in range(start, spec.max_steps):
         t0 = time.perf_counter()
-        total = torch.zeros((), device=device)
+        # [loss sum, ranks asked to stop]: one all-reduce carries both
+        total = torch.zeros(2, device=device)
         for m in range(gas):
             first = ((step * gas + m) * world + rank) * micro
             idx = [(first + j) % n for j in range(micro)]
@@ -295,14 +322,20 @@ def train() -> None:
             loss = engine(input_ids=batch, labels=batch).loss
             engine.backward(loss)
             engine.step()
-            total += loss.detach().float()
+            total[0] += loss.detach().float()
+        total[1] = 1.0 if stop.signum else 0.0
         dist.all_reduce(total)
-        loss_value = total.item() / (gas * world)
+        loss_value = total[0].item() / (gas * world)
+        stopping = total[1].item() > 0
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at step {step + 1}")
         dt = time.perf_counter() - t0
         done_step = step + 1
-        if done_step % spec.checkpoint.interval == 0 or done_step == spec.max_steps:
+        if (
+            done_step % spec.checkpoint.interval == 0
+            or done_step == spec.max_steps
+            or (stopping and (last_ckpt or {}).get("step") != done_step)
+        ):
             last_ckpt = save(done_step)
         if rank == 0:
             row = {
@@ -320,6 +353,12 @@ def train() -> None:
                     f"step {done_step}/{spec.max_steps} loss {loss_value:.4f} "
                     f"{row['tokensPerSecond']:.0f} tokens/s"
                 )
+        if stopping:
+            if rank == 0:
+                log(f"stopped at step {done_step}: checkpoint {last_ckpt}")
+            if local_rank == 0:
+                write_json_atomic(WORKER_DIR / "stopped.json", {"checkpoint": last_ckpt})
+            return
 
     hf = out / "hf"
     state = engine._zero3_consolidated_16bit_state_dict() if stage == 3 else None
@@ -328,7 +367,7 @@ def train() -> None:
             shutil.rmtree(hf)
         module = engine.module
         module.save_pretrained(str(hf), state_dict=state, safe_serialization=True)
-        if tokenizer is not None:
+        if tokenizer is not None and not copy_tokenizer(Path(tok_path), hf):
             tokenizer.save_pretrained(str(hf))
         log(f"Hugging Face model saved to {hf}")
     dist.barrier()
@@ -346,6 +385,30 @@ PEER_LOST = (
     "socket timeout",
     "nccl communicator was aborted",
 )
+
+
+# The tokenizer's files as given (a model directory or snapshot): names transformers and
+# remote-code tokenizers read.
+TOKENIZER_FILES = (
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    "chat_template*",
+    "tokenization_*.py",
+    "*.tiktoken",
+)
+
+
+def copy_tokenizer(src: Path, hf: Path) -> bool:
+    """Copy the tokenizer files into the output as they were given. Re-saving them with this
+    image's transformers (5.x) would write a tokenizer_config.json that the fine-tune and eval
+    images' older transformers cannot load (tokenizer_class TokenizersBackend)."""
+    files = {p for pat in TOKENIZER_FILES for p in src.glob(pat) if p.is_file()}
+    for f in files:
+        shutil.copy2(f, hf / f.name)
+    return any(f.name.startswith("tokenizer") for f in files)
 
 
 def peer_lost(e: BaseException) -> bool:

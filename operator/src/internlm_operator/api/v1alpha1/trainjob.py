@@ -146,6 +146,22 @@ class CheckpointPolicy(ApiModel):
     resume: bool = Field(
         default=True, description="Resume from the newest complete checkpoint on (re)start."
     )
+    on_stop: bool = Field(
+        default=True,
+        description=(
+            "Save a checkpoint when the pods are asked to stop (spec.suspend, a Kueue eviction or"
+            " preemption, a node drain) before they exit, so the next run resumes from there."
+        ),
+    )
+    stop_grace_period_seconds: int = Field(
+        default=300,
+        ge=30,
+        le=86_400,
+        description=(
+            "How long a stopping pod has to save that checkpoint: the pods'"
+            " terminationGracePeriodSeconds. Size it to one checkpoint write of the model."
+        ),
+    )
 
 
 class TrainJobSpec(WorkloadCommon):
