@@ -81,7 +81,7 @@ WORKLOAD_SOURCES = ["images/workloads"]
 
 # (user, command) run in the image's rootfs: its entry point, then its main libraries.
 _WL_HELP = ["python", "-m", "internlm_workloads", "--help"]
-_WL_USER = "10001:10001"
+_WL_USER = "65532:65532"
 
 
 def _imports(*mods: str) -> list[str]:

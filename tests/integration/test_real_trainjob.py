@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from internlm_operator.builders.security import WORKLOAD_UID
 from internlm_operator.config import OperatorConfig, default_images
 
 from tests.conftest import REPO, wait_until
@@ -47,7 +48,7 @@ PORT_BASE = 20400
 STATE = REPO / "e2e" / ".cluster-realnode-trainjob"
 IMAGE = "localhost/internlm-operator/pretrain:cpu"
 NS_PREFIX = "rtj-"
-UID = 10001  # the workload images' user
+UID = WORKLOAD_UID  # the user the pods run as (and the workload images' user)
 
 
 # ---------------------------------------------------------------------------- fixtures

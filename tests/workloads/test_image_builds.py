@@ -112,7 +112,7 @@ def test_workload_image_runs_its_entry_point(
     build: dict[str, Any], image: str, libraries: list[str]
 ) -> None:
     help_, imports, _ = checks(build["by_name"][image])
-    assert help_["user"] == "10001:10001", "runs as the image's own user"
+    assert help_["user"] == "65532:65532", "runs as the image's own user"
     assert help_["cmd"] == ["python", "-m", "internlm_workloads", "--help"]
     assert help_["rc"] == 0 and "stages: pretrain, finetune, eval, serve, agent" in help_["stdout"]
     for lib in libraries:

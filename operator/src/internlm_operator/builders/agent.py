@@ -16,6 +16,7 @@ from .common import (
     pod_spec,
     render,
     secret_env,
+    with_queue,
 )
 from .longrunning import CONTAINER, base_env, deployment, endpoint, names, service, spec_hash_of
 
@@ -81,7 +82,8 @@ class AgentChildren:
 
 
 def build(inp: AgentInputs) -> AgentChildren:
-    o, spec = inp.owner, inp.spec
+    spec = inp.spec
+    o = with_queue(inp.owner, spec)
     name, cm_name = names(o)
     image = spec.image or inp.image
     pull = spec.image_pull_policy or inp.pull_policy

@@ -24,6 +24,7 @@ from .common import (
     source_location,
     stable_hash,
     storage_for,
+    with_queue,
 )
 
 CONTAINER = "workload"
@@ -103,7 +104,8 @@ def _inputs(kind: str, spec: Any, upstream: Mapping[str, str]) -> dict[str, str]
 
 
 def build(inp: BatchInputs) -> BatchChildren:
-    o, spec = inp.owner, inp.spec
+    spec = inp.spec
+    o = with_queue(inp.owner, spec)
     nodes, gpus = shape(o.kind, spec)
     job_name = check_name(o.base_name, 63 - 1 - len(str(max(nodes - 1, 0))), "Job")
     svc_name = job_name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping
@@ -10,10 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtimes import CONFIG_DIR, InvalidSpec, RenderContext, Rendered, for_resource
+from .security import harden
 
 MANAGED_BY = "internlm-operator"
 PART_OF = "internlm"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+KUEUE_LABELS = (QUEUE_LABEL, PRIORITY_LABEL)
+"""The resource's labels that Kueue reads, passed on to the children (Job, pod template)."""
 RESOURCE_LABEL = "internlm.io/resource"
 KIND_LABEL = "internlm.io/kind"
 SHORT = {"TrainJob": "tj", "FineTune": "ft", "EvalRun": "er", "ModelServe": "ms", "Agent": "ag"}
@@ -65,9 +70,10 @@ class Owner:
             RESOURCE_LABEL: self.name,
             KIND_LABEL: self.kind,
         }
-        queue = self.labels.get(QUEUE_LABEL)
-        if queue:
-            out[QUEUE_LABEL] = queue
+        for key in KUEUE_LABELS:
+            value = self.labels.get(key)
+            if value:
+                out[key] = value
         return out
 
     def metadata(
@@ -82,6 +88,16 @@ class Owner:
         if annotations:
             md["annotations"] = dict(annotations)
         return md
+
+
+def with_queue(o: Owner, spec: Any) -> Owner:
+    """``o`` labelled with ``spec.scheduling.queueName`` (it wins over a queue label on the
+    resource), so the children carry it as if the resource had the label."""
+    s = getattr(spec, "scheduling", None)
+    queue = getattr(s, "queue_name", None)
+    if not queue:
+        return o
+    return dataclasses.replace(o, labels={**o.labels, QUEUE_LABEL: queue})
 
 
 def check_name(name: str, limit: int, what: str) -> str:
@@ -260,7 +276,8 @@ def pod_spec(
     **fields: Any,
 ) -> dict[str, Any]:
     """A pod spec running ``main``, with no service account token and no service links,
-    placed by :func:`scheduling`; ``fields`` are further pod-spec fields."""
+    placed by :func:`scheduling`, under Pod Security ``restricted`` (:mod:`.security`, with
+    ``spec.podSecurityContext``'s IDs); ``fields`` are further pod-spec fields."""
     out: dict[str, Any] = {
         **fields,
         "automountServiceAccountToken": False,
@@ -271,7 +288,7 @@ def pod_spec(
     }
     if init_containers:
         out["initContainers"] = init_containers
-    return out
+    return harden(out, getattr(spec, "pod_security_context", None))
 
 
 # -- storage -------------------------------------------------------------------------------
@@ -409,8 +426,8 @@ def storage_for(
     storage_class: str | None = None,
 ) -> Storage:
     """A :class:`Storage` for a pod of ``o``: the hub cache sized for its kind and labelled for
-    it (without the Kueue label: the PVC is not a workload)."""
-    labels = {k: v for k, v in o.labels_for("cache").items() if k != QUEUE_LABEL}
+    it (without the Kueue labels: the PVC is not a workload)."""
+    labels = {k: v for k, v in o.labels_for("cache").items() if k not in KUEUE_LABELS}
     return Storage(
         image=image,
         pull_policy=pull_policy,

@@ -497,6 +497,37 @@ def node_resources_field() -> Any:
 
 ImagePullPolicy = Literal["Always", "IfNotPresent", "Never"]
 
+PosixId = Annotated[int, Field(ge=0, le=2_147_483_647)]
+
+
+class PodSecurityContext(ApiModel):
+    """The IDs the pods run as, replacing the operator's (UID and GID 65532, the images' own
+    user). The pods stay non-root, without privilege escalation or capabilities and with the
+    RuntimeDefault seccomp profile whatever is set here (Pod Security Standard restricted)."""
+
+    run_as_user: int | None = Field(
+        default=None,
+        ge=1,
+        le=2_147_483_647,
+        description="UID of every container; never 0 (the pods always run as non-root).",
+    )
+    run_as_group: PosixId | None = Field(
+        default=None, description="Primary GID of every container."
+    )
+    fs_group: PosixId | None = Field(
+        default=None, description="GID that owns the pods' volumes (and can write them)."
+    )
+    supplemental_groups: (
+        list[Annotated[int, Field(ge=0, le=2_147_483_647, description="A GID.")]] | None
+    ) = Field(default=None, max_length=32, description="Further GIDs of every container.")
+    fs_group_change_policy: Literal["OnRootMismatch", "Always"] | None = Field(
+        default=None,
+        description=(
+            "When volumes are re-owned to fsGroup: OnRootMismatch (the operator's default) only"
+            " when the volume root is not owned by it yet, Always on every mount."
+        ),
+    )
+
 
 class WorkloadCommon(ApiModel):
     """Fields every kind carries for its pods."""
@@ -519,6 +550,13 @@ class WorkloadCommon(ApiModel):
     )
     hub_tokens: HubTokens | None = Field(
         default=None, description="Secrets with model hub tokens for private or gated repos."
+    )
+    pod_security_context: PodSecurityContext | None = Field(
+        default=None,
+        description=(
+            "The user and groups the pods run as, when the operator's default (65532, the"
+            " images' user) does not fit the cluster."
+        ),
     )
 
 
