@@ -1,6 +1,6 @@
-"""Agent spec.tools: names resolved to Lagent actions or AgentLego tools of the agent image, and
-rejected with a reason (status InvalidSpec) when the image cannot run them (pure, no cluster).
-That the table matches the real libraries is tests/workloads/test_agent_tools.py's job."""
+"""Agent spec.tools: names resolved to Lagent actions or AgentLego tools of the agent image,
+and rejected with a reason (status reason InvalidSpec) if the image cannot run them (pure, no
+cluster). That the table matches the real libraries is tests/workloads/test_agent_tools.py's job."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from internlm_operator.api.v1alpha1.agent import AgentSpec
+from internlm_operator.api.v1alpha1.agent import AgentSpec, Tool
 from internlm_operator.builders import agent as ba
 from internlm_operator.builders.common import Owner
+from internlm_operator.reconcilers.controller import permanent_from
 from internlm_operator.runtimes import InvalidSpec
+from internlm_operator.runtimes.lagent import render_tools
 from pydantic import ValidationError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -82,9 +84,16 @@ def test_names_resolve_to_their_library() -> None:
     ],
 )
 def test_what_the_image_cannot_run_is_rejected(tools: list[dict[str, Any]], reason: str) -> None:
-    with pytest.raises(InvalidSpec) as e:
-        rendered_tools(spec(tools))
-    assert reason in str(e.value)
+    """Refused when the spec is parsed, so the Agent is InvalidSpec at once, even while its
+    ModelServe is not ready yet (the builder, which needs the endpoint, checks too)."""
+    with pytest.raises(ValidationError) as e:
+        spec(tools)
+    perm = permanent_from(e.value)
+    assert perm is not None and perm.reason == "InvalidSpec"
+    assert reason in perm.message
+    with pytest.raises(InvalidSpec) as direct:
+        render_tools([Tool.model_validate(t) for t in tools], custom_image=False)
+    assert reason in str(direct.value)
 
 
 def test_custom_image_defers_unknown_names_to_the_pod() -> None:

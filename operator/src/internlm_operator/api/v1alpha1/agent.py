@@ -132,6 +132,13 @@ class AgentSpec(WorkloadCommon):
         names = [t.name for t in self.tools or []]
         if len(names) != len(set(names)):
             raise ValueError("tool names must be unique")
+        if self.image is None:
+            # The operator's own agent image: its tools are known, so a name or param it
+            # cannot run is refused now rather than in a crash-looping pod (with spec.image
+            # the agent checks at start-up). Imported here: runtimes/ imports no API module.
+            from ...runtimes.agent_tools import resolve_all
+
+            resolve_all([(t.name, t.params) for t in self.tools or []])
         return self
 
 
