@@ -51,36 +51,29 @@ def http(method: str, url: str, body: Any = None, timeout: float = 120) -> tuple
         return 0, None
 
 
-@pytest.fixture(scope="module")
-def taught_model(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def teach(
+    tiny: Path, work: Path, spec: dict[str, Any], question: str, call: str, final: str
+) -> tuple[Path, dict[str, Any]]:
     """The tiny model, trained on the exact two prompts the agent will send (taken from Lagent
     itself) to reply with a tool call, then with a final answer once the tool responded."""
-    work = tmp_path_factory.mktemp("agent-model")
     cfg = work / "config.json"
     cfg.write_text(
-        json.dumps(
-            {
-                "apiVersion": "workloads.internlm.io/v1",
-                "stage": "agent",
-                "spec": agent_spec(1, 2),
-            }
-        )
+        json.dumps({"apiVersion": "workloads.internlm.io/v1", "stage": "agent", "spec": spec})
     )
     agent_py = image_env("agent") / "bin" / "python"
     env = {**os.environ, "PYTHONPATH": str(WORKLOADS_SRC)}
     out = subprocess.run(
-        [str(agent_py), str(HELPERS / "agent_prompts.py"), str(cfg), QUESTION, CALL],
+        [str(agent_py), str(HELPERS / "agent_prompts.py"), str(cfg), question, call],
         capture_output=True,
         text=True,
         env=env,
         check=True,
         timeout=300,
     ).stdout
-    prompts = json.loads(out)
-    assert prompts["action"] == "PythonInterpreter" and prompts["result"] == "42"
+    prompts: dict[str, Any] = json.loads(out)
     pairs = [
-        {"messages": prompts["turn1"], "reply": CALL},
-        {"messages": prompts["turn2"], "reply": FINAL},
+        {"messages": prompts["turn1"], "reply": call},
+        {"messages": prompts["turn2"], "reply": final},
     ]
     (work / "pairs.json").write_text(json.dumps(pairs))
     subprocess.run(
@@ -97,21 +90,26 @@ def taught_model(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
         env={**os.environ, "CUDA_VISIBLE_DEVICES": "", "HF_HUB_OFFLINE": "1"},
     )
-    return work / "model"
+    return work / "model", prompts
 
 
 @pytest.fixture(scope="module")
-def llm_server(
-    taught_model: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[int, Path]]:
+def taught_model(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    model, prompts = teach(
+        tiny, tmp_path_factory.mktemp("agent-model"), agent_spec(1, 2), QUESTION, CALL, FINAL
+    )
+    assert prompts["action"] == "PythonInterpreter" and prompts["result"] == "42"
+    return model
+
+
+def serve_llm(model: Path, log: Path) -> tuple[int, subprocess.Popen[bytes]]:
     port = free_port()
-    log = tmp_path_factory.mktemp("llm") / "requests.jsonl"
     proc = subprocess.Popen(
         [
             str(image_env("pretrain") / "bin" / "python"),
             str(HELPERS / "openai_server.py"),
             "--model",
-            str(taught_model),
+            str(model),
             "--port",
             str(port),
             "--log",
@@ -126,6 +124,15 @@ def llm_server(
         lambda: http("GET", f"http://127.0.0.1:{port}/v1/models")[0] == 200,
         timeout=120,
     )
+    return port, proc
+
+
+@pytest.fixture(scope="module")
+def llm_server(
+    taught_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[int, Path]]:
+    log = tmp_path_factory.mktemp("llm") / "requests.jsonl"
+    port, proc = serve_llm(taught_model, log)
     yield port, log
     proc.terminate()
     proc.wait(timeout=30)
@@ -218,3 +225,59 @@ def test_agent_bad_config_fails_with_reason(
     rc = run.run(timeout=120)
     result = run.termination()
     assert rc == 1 and result["ok"] is False and reason in result["reason"], result
+
+
+CALC_QUESTION = "What is 17 times 23?"
+CALC_CALL = (
+    "Thought: I should use the calculator.\nAction: Calculator\n"
+    'Action Input: {"expression": "17*23"}'
+)
+CALC_FINAL = "Thought: The calculator computed it.\nFinal Answer: 391"
+
+
+@pytest.mark.timeout(900)
+def test_agent_runs_an_agentlego_tool(tiny: Path, tmp_path: Path) -> None:
+    """AgentLego's Calculator (the samples' tool), named as the operator renders it, called by
+    the agent on CPU: the LLM asks for it, AgentLego computes, the steps show the call."""
+    spec = {
+        **agent_spec(1, 2),
+        "tools": [{"name": "Calculator", "params": {}, "library": "agentlego"}],
+    }
+    (tmp_path / "teach").mkdir()
+    model, prompts = teach(tiny, tmp_path / "teach", spec, CALC_QUESTION, CALC_CALL, CALC_FINAL)
+    assert prompts["action"] == "Calculator" and prompts["result"] == "391"
+    # AgentLego's own description of the tool is what the LLM was shown
+    assert "A calculator tool" in json.dumps(prompts["turn1"])
+    llm_port, llm = serve_llm(model, tmp_path / "requests.jsonl")
+    try:
+        port = free_port()
+        run = make_stage(
+            "agent",
+            "agent",
+            {**spec, "llm": agent_spec(llm_port, port)["llm"], "port": port},
+            tmp_path / "agent",
+        )
+        run.start()
+        base = f"http://127.0.0.1:{port}"
+        wait_until("agent readiness", lambda: http("GET", f"{base}/readyz")[0] == 200, 120)
+        assert http("GET", f"{base}/readyz")[1]["tools"] == ["Calculator"]
+        import openai
+
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
+        r = client.chat.completions.create(
+            model="agent", messages=[{"role": "user", "content": CALC_QUESTION}]
+        )
+        assert r.choices[0].message.content.strip() == "391"
+        assert r.choices[0].finish_reason == "stop"
+        steps = [s for s in (r.model_extra or {})["steps"] if s["type"] != "thought"]
+        assert steps == [
+            {"type": "tool_call", "name": "Calculator", "arguments": {"expression": "17*23"}},
+            {"type": "tool_result", "name": "Calculator", "content": "391"},
+        ]
+        assert run.proc is not None
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=60) == 0
+        assert run.termination()["chats"] == 1
+    finally:
+        llm.terminate()
+        llm.wait(timeout=30)
