@@ -123,6 +123,28 @@ def test_torchrun_rendezvous_env() -> None:
     assert ch.service["spec"]["clusterIP"] == "None"
 
 
+def test_checkpoint_on_stop_sets_the_pods_grace_period_and_the_workload_config() -> None:
+    doc = load("trainjob")
+    ch = children(doc)
+    pod = ch.job["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 300  # the default: room for one checkpoint
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    assert cfg["spec"]["checkpoint"]["onStop"] is True
+    assert cfg["spec"]["checkpoint"]["stopGraceSeconds"] == 300
+    parse_config(cfg)  # the workload side reads the same keys
+
+    doc = copy.deepcopy(doc)
+    doc["spec"].setdefault("checkpoint", {}).update(stopGracePeriodSeconds=900)
+    assert children(doc).job["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 900
+    doc["spec"]["checkpoint"]["onStop"] = False
+    ch = children(doc)
+    assert "terminationGracePeriodSeconds" not in ch.job["spec"]["template"]["spec"]
+    assert json.loads(ch.config_map["data"]["config.json"])["spec"]["checkpoint"]["onStop"] is False
+    doc["spec"]["checkpoint"]["stopGracePeriodSeconds"] = 5
+    with pytest.raises(ValueError, match="stopGracePeriodSeconds"):
+        parse(doc)
+
+
 def test_deepspeed_config_math() -> None:
     ds = json.loads(children(load("trainjob")).config_map["data"]["ds_config.json"])
     assert ds["train_batch_size"] == 512
@@ -221,6 +243,7 @@ def test_registry_has_every_framework() -> None:
         "xtuner",
         "opencompass",
         "lmdeploy",
+        "transformers",
         "lagent",
     }
 

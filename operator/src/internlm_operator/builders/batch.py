@@ -180,7 +180,12 @@ def build(inp: BatchInputs) -> BatchChildren:
         mounts=mounts,
         resources=container_resources(spec.resources, inp.default_resources),
     )
-    pod = pod_spec(spec, main, volumes, storage.init_containers, restartPolicy="Never")
+    grace = (
+        {"terminationGracePeriodSeconds": rendered.stop_grace_seconds}
+        if rendered.stop_grace_seconds is not None
+        else {}
+    )
+    pod = pod_spec(spec, main, volumes, storage.init_containers, restartPolicy="Never", **grace)
     if multi:
         pod["subdomain"] = svc_name
 
