@@ -99,10 +99,12 @@ def run(cfg: StageConfig) -> dict[str, Any]:
             reasons = sorted(scratch.glob("error-rank-*.txt"))
             if reasons:
                 e.reason = reasons[0].read_text().strip()
-            if any(scratch.glob("peer-lost-rank-*")):
-                # another pod of the gang died: not this pod's fault, and worth a restart
+            kinds = {f.read_text() for f in scratch.glob("transient-rank-*")}
+            if kinds:
+                # the machine failed, not the job (a peer pod died, NCCL, the GPU): retried
                 e.exit_code = EXIT_TRANSIENT
-                e.reason = f"lost a peer of the gang: {e.reason}"
+                what = "lost a peer of the gang" if kinds == {"peer"} else "infrastructure failure"
+                e.reason = f"{what} ({', '.join(sorted(kinds))}): {e.reason}"
             raise
         result_file = scratch / "result.json"
         if not result_file.exists():

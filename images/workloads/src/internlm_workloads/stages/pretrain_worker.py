@@ -376,15 +376,52 @@ def train() -> None:
         write_json_atomic(WORKER_DIR / "result.json", result)
 
 
-# What gloo/NCCL/the c10d store say when another rank's process or pod went away.
-PEER_LOST = (
-    "connection closed by peer",
-    "connection reset by peer",
-    "broken pipe",
-    "connection refused",
-    "socket timeout",
-    "nccl communicator was aborted",
-)
+# Failures of the machine, not of the job: worth a gang restart (exit 75), never a permanent
+# failure. Matched in the exception text (lower case); docs/workload-contract.md has the table.
+TRANSIENT = {
+    # another rank's process or pod went away (gloo, NCCL, the c10d store)
+    "peer": (
+        "connection closed by peer",
+        "connection reset by peer",
+        "broken pipe",
+        "connection refused",
+        "socket timeout",
+        "nccl communicator was aborted",
+    ),
+    # NCCL and its transports (IB/RoCE, NVLink) failing under a healthy job
+    "nccl": (
+        "ncclsystemerror",
+        "ncclremoteerror",
+        "ncclinternalerror",
+        "nccl watchdog",
+        "watchdog caught collective operation timeout",
+        "nccl timeout",
+    ),
+    # the accelerator itself (ECC, Xid-style faults, a GPU that fell off the bus)
+    "gpu": (
+        "uncorrectable ecc error",
+        "cuda error: unspecified launch failure",
+        "cuda error: an illegal instruction was encountered",
+        "cudaerrordevicesunavailable",
+        "cuda error: uncorrectable nvlink error",
+        "gpu has fallen off the bus",
+        "cuda-capable device(s) is/are busy or unavailable",
+    ),
+}
+TRANSIENT_TYPES = {"DistNetworkError", "DistStoreError"}
+
+
+def transient_cause(e: BaseException) -> str | None:
+    """Which kind of infrastructure failure ended this rank ("peer", "nccl", "gpu"), or None
+    for everything else (a bug, bad data, out of memory: failing fast is right for those)."""
+    chain = [x for x in (e, e.__cause__, e.__context__) if x is not None]
+    if {type(x).__name__ for x in chain} & TRANSIENT_TYPES:
+        return "peer"
+    text = " ".join(str(x) for x in chain).lower()
+    for kind, needles in TRANSIENT.items():
+        if any(n in text for n in needles):
+            return kind
+    return None
 
 
 # The tokenizer's files as given (a model directory or snapshot): names transformers and
@@ -411,15 +448,6 @@ def copy_tokenizer(src: Path, hf: Path) -> bool:
     return any(f.name.startswith("tokenizer") for f in files)
 
 
-def peer_lost(e: BaseException) -> bool:
-    """Whether this rank failed because another rank of the gang went away (retryable)."""
-    names = {type(x).__name__ for x in (e, e.__cause__, e.__context__) if x is not None}
-    if names & {"DistNetworkError", "DistStoreError"}:
-        return True
-    text = f"{e} {e.__cause__ or ''}".lower()
-    return any(s in text for s in PEER_LOST)
-
-
 def main() -> int:
     try:
         train()
@@ -431,8 +459,9 @@ def main() -> int:
             (WORKER_DIR / f"error-rank-{int(rank):05d}.txt").write_text(
                 one_line(f"rank {rank}: {type(e).__name__}: {e}")
             )
-            if peer_lost(e):
-                (WORKER_DIR / f"peer-lost-rank-{int(rank):05d}").write_text("")
+            kind = transient_cause(e)
+            if kind:
+                (WORKER_DIR / f"transient-rank-{int(rank):05d}").write_text(kind)
         return 1
 
 
