@@ -102,6 +102,24 @@ def test_eval_weights_scores_parsed_and_reported(tiny: Path, tmp_path: Path) -> 
     # OpenCompass really ran inference: one prediction per sample
     preds = list((tmp_path / "output" / "results").glob("*/predictions/target/tiny_qa.json"))
     assert preds and len(json.loads(preds[0].read_text())) == 6
+    # the operator's gate on this real summary, thresholds named the way users write them
+    from internlm_operator.status import results
+
+    listed = ["tiny_qa", "tiny_mcq"]
+    th = [
+        {"dataset": "Tiny-MCQ", "metric": "accuracy", "min": 0.0},  # case and '-'
+        {"dataset": "tiny", "metric": "accuracy", "min": 0.0},  # mean of tiny_qa, tiny_mcq
+    ]
+    rows, passed, missed = results.scores(result, th, listed)
+    assert (passed, missed) == (True, []), rows
+    mean = next(r for r in rows if r["dataset"] == "tiny")
+    assert sorted(mean["averagedOver"]) == sorted(listed)
+    assert mean["value"] == pytest.approx(sum(s["value"] for s in result["scores"]) / 2, abs=1e-4)
+    th = [{"dataset": "tiny_mcq", "metric": "accuracy", "min": 101.0}, {"dataset": "x", "min": 0}]
+    _, passed, missed = results.scores(result, th, listed)
+    assert passed is False
+    assert missed[0].startswith("tiny_mcq accuracy ") and missed[0].endswith(" < 101")
+    assert missed[1] == "no score matches x; the summary has: tiny_qa, tiny_mcq"
 
 
 @pytest.mark.timeout(900)
@@ -210,6 +228,28 @@ def test_eval_against_openai_compatible_endpoint(
     sent = (tmp_path / "requests.jsonl").read_text().splitlines()
     assert len(sent) == 6  # one chat completion per sample, answered by the model
     assert "OPENAI_API_KEY" not in oc and "key='ENV'" in oc
+
+
+def test_summary_names_the_unit_tests_use_are_opencompass_own(tmp_path: Path) -> None:
+    """tests/unit/data/opencompass_summary_names.json is what this OpenCompass names the rows
+    of those configs (and its mmlu summary group): regenerate it with the helper on a change."""
+    from internlm_operator.runtimes.opencompass import dataset_module
+
+    fixture = json.loads((REPO / "tests/unit/data/opencompass_summary_names.json").read_text())
+    configs = {n: dataset_module(n) for n in fixture["abbrs"]}
+    out = subprocess.run(
+        [
+            str(image_env("eval") / "bin" / "python"),
+            str(HELPERS / "opencompass_summary_names.py"),
+            json.dumps(configs),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
+    assert json.loads(out) == fixture
 
 
 def test_eval_named_opencompass_datasets_render(tmp_path: Path) -> None:

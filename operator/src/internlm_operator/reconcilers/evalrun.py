@@ -26,7 +26,8 @@ def finish(
     ts = now_rfc3339(now)
     thresholds = [t.to_dict() for t in spec.thresholds or []]
     if result and result.get("scores") is not None:
-        rows, passed, missed = results.scores(result, thresholds)
+        listed = [*(spec.datasets or []), *(c.name for c in spec.custom_datasets or [])]
+        rows, passed, missed = results.scores(result, thresholds, listed)
         status["scores"] = rows
     else:
         rows, passed, missed = [], (None if not thresholds else False), ["no scores reported"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from . import score_match
 from .conditions import FALSE, TRUE, UNKNOWN, Cond, merge
 
 OUTPUT_KEYS = ("model", "adapter", "merged", "results")
@@ -31,14 +32,21 @@ def outputs(
     return out
 
 
-def _matches(threshold_dataset: str, dataset: str) -> bool:
-    return dataset == threshold_dataset or dataset.startswith(threshold_dataset + "_")
+def _families(thresholds: Sequence[Mapping[str, Any]], datasets: Sequence[str]) -> set[str]:
+    return {score_match.base_name(str(n)) for n in [*datasets, *(t["dataset"] for t in thresholds)]}
 
 
 def scores(
-    result: Mapping[str, Any] | None, thresholds: Sequence[Mapping[str, Any]]
+    result: Mapping[str, Any] | None,
+    thresholds: Sequence[Mapping[str, Any]],
+    datasets: Sequence[str] = (),
 ) -> tuple[list[dict[str, Any]], bool | None, list[str]]:
-    """(scores with threshold/passed, all-passed (None without thresholds), missed messages)."""
+    """(scores with threshold/passed, all-passed (None without thresholds), missed messages).
+
+    Thresholds are matched to the summary rows by ``score_match`` (exact, normalised, config
+    name, group mean); ``datasets`` are the run's dataset names, the families that decide
+    which subject rows a group averages. A group threshold adds a row of its own, naming the
+    rows it averaged. A threshold that matches nothing, or ambiguously, is missed."""
     rows: list[dict[str, Any]] = []
     for s in (result or {}).get("scores") or []:
         if not isinstance(s, Mapping):
@@ -52,20 +60,44 @@ def scores(
         except (KeyError, TypeError, ValueError):
             continue
         rows.append(row)
+    typed = [score_match.Row(r["dataset"], r["metric"], r["value"]) for r in rows]
+    truncated = bool((result or {}).get("scoresTruncated"))
+    families = _families(thresholds, datasets)
     missed: list[str] = []
     for t in thresholds:
-        hits = [
-            r
-            for r in rows
-            if _matches(t["dataset"], r["dataset"]) and r["metric"] == t.get("metric", "accuracy")
-        ]
-        if not hits:
-            missed.append(f"no {t.get('metric', 'accuracy')} score for {t['dataset']}")
-        for r in hits:
-            r["threshold"] = float(t["min"])
-            r["passed"] = r["value"] >= float(t["min"])
-            if not r["passed"]:
-                missed.append(f"{r['dataset']} {r['metric']} {r['value']:g} < {t['min']:g}")
+        metric = str(t.get("metric") or "accuracy")
+        m = score_match.match(str(t["dataset"]), metric, typed, families)
+        if m.value is None:
+            why = m.problem
+            if truncated:
+                why += f" (only the first {len(rows)} scores fit in the termination message)"
+            missed.append(why)
+            continue
+        if m.averaged and truncated:
+            missed.append(
+                f"{t['dataset']}: cannot average its rows, only the first {len(rows)} scores "
+                "fit in the termination message; threshold a single dataset instead"
+            )
+            continue
+        minimum = float(t["min"])
+        ok = m.value >= minimum
+        if m.averaged:
+            target: dict[str, Any] = {
+                "dataset": str(t["dataset"])[:128],
+                "metric": metric[:128],
+                "value": round(m.value, 4),
+                "averagedOver": [r.dataset[:128] for r in m.rows][:512],
+            }
+            rows.append(target)
+        else:
+            used = m.rows[0]
+            target = next(
+                r for r in rows if r["dataset"] == used.dataset and r["metric"] == used.metric
+            )
+        target["threshold"] = minimum
+        target["passed"] = ok
+        if not ok:
+            missed.append(f"{score_match.describe(m)} < {minimum:g}")
     passed = None if not thresholds else not missed
     return rows, passed, missed
 

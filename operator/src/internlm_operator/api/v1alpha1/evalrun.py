@@ -127,10 +127,17 @@ class Threshold(ApiModel):
     dataset: DatasetName = Field(
         description=(
             "A dataset listed in datasets (its config name, or the part before an underscore, "
-            "e.g. gsm8k for gsm8k_gen) or the name of a custom dataset."
+            "e.g. gsm8k for gsm8k_gen) or the name of a custom dataset. Matched to OpenCompass' "
+            "summary rows exactly, then ignoring case, '-' versus '_' and the lukaemon_/openai_ "
+            "prefixes, then without a config suffix (_gen, _ppl, _gen_<hash>), else as the mean "
+            "of its subject rows (mmlu: lukaemon_mmlu_*); matching nothing, or more than one "
+            "dataset, fails the run (docs/api.md)."
         )
     )
-    metric: Identifier = Field(default="accuracy", description="Metric name, e.g. accuracy.")
+    metric: Identifier = Field(
+        default="accuracy",
+        description="Metric name as OpenCompass' summary prints it, e.g. accuracy, score.",
+    )
     min: float = Field(ge=-1e9, le=1e9, description="Lowest passing value.")
 
 
@@ -233,6 +240,17 @@ class Score(ApiModel):
     threshold: float | None = Field(default=None, description="Minimum required, if any.")
     passed: bool | None = Field(
         default=None, description="Whether the threshold was met (unset without a threshold)."
+    )
+    averaged_over: (
+        list[Annotated[str, Field(max_length=128, description="A summary row's dataset name.")]]
+        | None
+    ) = Field(
+        default=None,
+        max_length=512,
+        description=(
+            "For a threshold on a group (e.g. mmlu) that OpenCompass' summary has no row for: "
+            "the subject rows whose mean this score is."
+        ),
     )
 
 
