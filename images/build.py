@@ -99,7 +99,11 @@ CHECKS: dict[str, list[tuple[str, list[str]]]] = {
         ("65532:65532", ["internlm-operator", "--help"]),
         ("65532:65532", _imports("internlm_operator:internlm-operator", "kopf:kopf")),
     ],
-    "agent": [(_WL_USER, _WL_HELP), (_WL_USER, _imports("lagent:lagent"))],
+    "agent": [
+        (_WL_USER, _WL_HELP),
+        # agentlego.tools imports every tool module: what the agent loads at start-up
+        (_WL_USER, _imports("lagent:lagent", "agentlego.tools:agentlego")),
+    ],
     "pretrain": [
         (_WL_USER, _WL_HELP),
         (_WL_USER, _imports("torch:torch", "deepspeed:deepspeed", "transformers:transformers")),

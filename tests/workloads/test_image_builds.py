@@ -104,7 +104,7 @@ def test_operator_image_runs_its_entry_point(build: dict[str, Any]) -> None:
 @pytest.mark.parametrize(
     ("image", "libraries"),
     [
-        ("agent", ["lagent 0.2.4"]),
+        ("agent", ["lagent 0.2.4", "agentlego.tools 0.2.0"]),
         ("pretrain", ["torch 2.12.1", "deepspeed 0.19.8", "transformers 5.24.0"]),
     ],
 )
