@@ -69,9 +69,10 @@ test-helm: venv binaries
 	$(PY) -m pytest -q tests/helm
 
 # The newcomer's path: local cluster, `helm install`, the operator with the chart's
-# ServiceAccount permissions, and samples/pipeline.yaml run to the end.
+# ServiceAccount permissions, and samples/pipeline.yaml run to the end (simulated pods).
+# REAL=1: the tiny chain runs for real on the cluster's real node (needs root; docs/demo.md).
 demo:
-	@python3 e2e/demo.py up
+	@python3 e2e/demo.py up $(if $(REAL),--real)
 
 demo-down:
 	@python3 e2e/demo.py down

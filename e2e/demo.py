@@ -4,6 +4,9 @@
     e2e/demo.py up     install what is missing, start the local cluster, helm install the chart,
                        run the operator with the chart's ServiceAccount permissions, apply
                        samples/pipeline.yaml and drive it to the end with a live table
+    e2e/demo.py up --real
+                       the same with the chain really running on the cluster's real node
+                       (e2e/demo_real.py: CPU images, a tiny model, real loss and scores)
     e2e/demo.py down   remove what ``up`` created (and the cluster, if ``up`` started it)
 
 What is real and what is simulated: the Kubernetes control plane (etcd, kube-apiserver,
@@ -16,6 +19,9 @@ which kwok turns into a terminated container — exactly what the operator reads
 The chart's operator Deployment is scheduled on a simulated node too, so the real operator runs
 here as a local process, configured with the Deployment's own arguments and environment and
 authenticated with a token of the chart's ServiceAccount: it has exactly the chart's RBAC.
+
+The simulated run is the default; ``--real`` (``make demo REAL=1``) runs e2e/realchain.py's
+TrainJob -> FineTune -> EvalRun for real instead (e2e/demo_real.py says how).
 
 Standard library only (it bootstraps the virtualenv it then uses for the operator).
 """
@@ -43,6 +49,7 @@ sys.path.insert(0, str(HERE / "cluster"))
 
 sys.path.insert(0, str(HERE / "netguard"))
 
+import demo_real  # noqa: E402
 import internlm_netguard  # noqa: E402
 import localcluster  # noqa: E402
 
@@ -189,6 +196,7 @@ class Options:
     resync_seconds: float = 3.0
     setup: bool = True
     extra_set: list[str] = field(default_factory=list)
+    real: bool = False
 
 
 def ensure_installed(opts: Options) -> None:
@@ -740,15 +748,29 @@ def resources(kube: Kube, namespace: str) -> list[dict[str, Any]]:
 
 
 def drive(kube: Kube, opts: Options, op: LocalOperator | None) -> list[dict[str, Any]]:
-    say(
-        f"kubectl apply -n {opts.namespace} -f {PIPELINE.relative_to(REPO)}: "
-        "TrainJob -> FineTune -> EvalRun -> ModelServe -> Agent"
-    )
-    kube.kubectl("apply", "-n", opts.namespace, "-f", str(PIPELINE))
-    say(
-        f"Watching the pipeline (the demo plays each batch workload: a pod Running for "
-        f"{opts.run_seconds:.0f}s exits 0 with its result, as docs/workload-contract.md says)"
-    )
+    if opts.real:
+        docs = demo_real.pipeline()
+        say(
+            f"Applying the real chain in {opts.namespace} (e2e/realchain.py): "
+            + " -> ".join(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+        )
+        for d in docs:
+            d["metadata"]["namespace"] = opts.namespace
+        kube.apply(docs)
+        say("Watching the pipeline (every pod runs its tool on real-0, on CPU)")
+        expected = len(docs)
+    else:
+        say(
+            f"kubectl apply -n {opts.namespace} -f {PIPELINE.relative_to(REPO)}: "
+            "TrainJob -> FineTune -> EvalRun -> ModelServe -> Agent"
+        )
+        kube.kubectl("apply", "-n", opts.namespace, "-f", str(PIPELINE))
+        say(
+            f"Watching the pipeline (the demo plays each batch workload: a pod Running for "
+            f"{opts.run_seconds:.0f}s exits 0 with its result, as docs/workload-contract.md "
+            "says)"
+        )
+        expected = len(KINDS)
     tty = sys.stdout.isatty()
     t0 = time.monotonic()
     last: list[str] = []
@@ -757,7 +779,7 @@ def drive(kube: Kube, opts: Options, op: LocalOperator | None) -> list[dict[str,
     while True:
         if op is not None and not op.alive():
             raise DemoError(f"the operator exited ({op.proc.returncode}):\n{op.tail()}")
-        for name in play_workloads(kube, opts.namespace, opts.run_seconds):
+        for name in [] if opts.real else play_workloads(kube, opts.namespace, opts.run_seconds):
             if not tty:
                 note(f"workload pod {name} finished (exit 0, result reported)")
         objs = resources(kube, opts.namespace)
@@ -779,7 +801,7 @@ def drive(kube: Kube, opts: Options, op: LocalOperator | None) -> list[dict[str,
         problems = [p for p in (failed(o) for o in objs) if p]
         if problems:
             raise DemoError("the pipeline failed:\n" + "\n".join(problems))
-        if len(objs) == len(KINDS) and all(done(o) for o in objs):
+        if len(objs) == expected and all(done(o) for o in objs):
             return objs
         if elapsed > opts.timeout:
             waiting = [
@@ -823,10 +845,30 @@ def up(opts: Options) -> int:
     if opts.setup:
         say("Checking what is installed")
         ensure_installed(opts)
+    if opts.real:
+        try:  # before the guard: a cold build installs from the package registries
+            archives = demo_real.build_images(say, note)
+        except RuntimeError as e:
+            raise DemoError(str(e)) from e
     guard = guard_network()
-    kube = cluster_up()
+    if opts.real:
+        try:
+            demo_real.cluster_up(say, note, state_dir())
+            demo_real.import_images(archives, say, note)
+        except RuntimeError as e:
+            raise DemoError(str(e)) from e
+        kube = Kube(localcluster.STATE / "kubeconfig")
+        opts.extra_set = [*demo_real.helm_sets(), *opts.extra_set]
+    else:
+        kube = cluster_up()
     helm_install(kube, opts)
-    pipeline_storage(kube, opts)
+    if opts.real:
+        try:
+            demo_real.storage(kube, opts.namespace, state_dir(), say, note)
+        except RuntimeError as e:
+            raise DemoError(str(e)) from e
+    else:
+        pipeline_storage(kube, opts)
     op = start_operator(kube, opts)
     try:
         objs = drive(kube, opts, op)
@@ -836,6 +878,8 @@ def up(opts: Options) -> int:
     finally:
         op.stop()
         check_network(guard)
+    if opts.real:
+        return real_summary(kube, opts, objs, time.monotonic() - t0)
     agent = next(o for o in objs if o["kind"] == "Agent")
     endpoint = (agent.get("status") or {}).get("endpoint") or "(none reported)"
     lineage = " -> ".join(
@@ -846,6 +890,32 @@ def up(opts: Options) -> int:
     print(f"Agent endpoint: {endpoint}")
     if lineage:
         print(f"Agent lineage:  {lineage} -> Agent/{agent['metadata']['name']}")
+    note(
+        f"explore: {kubectl_binary()} --kubeconfig {kube.kubeconfig} get internlm -n "
+        f"{opts.namespace}"
+    )
+    note("remove everything: make demo-down")
+    return 0
+
+
+def real_summary(kube: Kube, opts: Options, objs: list[dict[str, Any]], took: float) -> int:
+    """What the real chain produced, from the statuses: the loss of each training stage, the
+    evaluation's scores and the lineage of the last stage."""
+    say(f"Done in {took:.0f}s: the chain ran for real on real-0.")
+    note("network guard: no connection attempt off this machine (demo and operator)")
+    for o in objs:
+        st = o.get("status") or {}
+        name = f"{o['kind']}/{o['metadata']['name']}"
+        if st.get("progress"):
+            print(f"{name}: {progress(o, [])}; outputs {st.get('outputs')}")
+        if st.get("scores"):
+            print(f"{name}: {score(o)} (passed: {st.get('passed')})")
+    last = next(o for o in objs if o["kind"] == "EvalRun")
+    lineage = " -> ".join(
+        f"{e.get('kind')}/{e.get('name')}" for e in (last.get("status") or {}).get("lineage") or []
+    )
+    if lineage:
+        print(f"EvalRun lineage: {lineage} -> EvalRun/{last['metadata']['name']}")
     note(
         f"explore: {kubectl_binary()} --kubeconfig {kube.kubeconfig} get internlm -n "
         f"{opts.namespace}"
@@ -935,7 +1005,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--resync-seconds", type=float, default=3.0, help="operator.resyncSeconds for the demo"
     )
-    ap.add_argument("--timeout", type=float, default=600, help="seconds for the pipeline")
+    ap.add_argument(
+        "--real",
+        action="store_true",
+        help="run the chain for real on the local cluster's real node (needs root; "
+        "e2e/demo_real.py)",
+    )
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds for the pipeline (default 600, real 2400)",
+    )
     ap.add_argument(
         "--run-seconds",
         type=float,
@@ -960,10 +1041,11 @@ def main(argv: list[str] | None = None) -> int:
         namespace=a.namespace,
         namespaced=a.namespaced,
         resync_seconds=a.resync_seconds,
-        timeout=a.timeout,
+        timeout=a.timeout if a.timeout is not None else (2400 if a.real else 600),
         run_seconds=a.run_seconds,
         setup=not a.no_setup,
         extra_set=a.extra_set,
+        real=a.real,
     )
     try:
         if a.command == "up":
