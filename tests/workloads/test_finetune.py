@@ -92,9 +92,7 @@ def two_procs() -> dict[str, str]:
 def test_finetune_lora_2_procs_adapter_and_merged_model_load(tiny: Path, tmp_path: Path) -> None:
     """2 processes (torchrun, gloo, DDP); conversions then run in one process."""
     cfg = ft_config(tiny, tmp_path)
-    run = make_stage(
-        "finetune", "finetune", {}, tmp_path, env=two_procs(), raw_config=cfg
-    )
+    run = make_stage("finetune", "finetune", {}, tmp_path, env=two_procs(), raw_config=cfg)
     rc = run.run(timeout=850)
     assert rc == 0, run.log()[-4000:]
     result = run.termination()
@@ -132,9 +130,7 @@ def test_finetune_xtuner_failure_exit_zero_is_caught(tiny: Path, tmp_path: Path)
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"prompt": "no alpaca fields", "completion": "x"}] * 8))
     cfg = ft_config(tiny, tmp_path / "run", dataset=bad)
-    run = make_stage(
-        "finetune", "finetune", {}, tmp_path / "run", env=CPU, raw_config=cfg
-    )
+    run = make_stage("finetune", "finetune", {}, tmp_path / "run", env=CPU, raw_config=cfg)
     rc = run.run(timeout=850)
     result = run.termination()
     assert rc == 1, run.log()[-4000:]
