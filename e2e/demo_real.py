@@ -33,7 +33,7 @@ sys.path.insert(0, str(HERE / "cluster"))
 import localcluster  # noqa: E402
 import realchain  # noqa: E402
 
-UID = 10001  # the workload images' user
+UID = 65532  # the user every workload pod runs as (builders/security.py WORKLOAD_UID)
 VENV_PY = REPO / ".venv" / "bin" / "python"
 
 
