@@ -32,6 +32,7 @@ from internlm_operator.status.serving import Blocker, ServingObservation
 
 from tests.unit.test_batch_status import NOW, job, obs, pod
 from tests.unit.test_serving_status import READY_PREV, deploy, failed_pod
+from tests.unit.test_stuck import PSA, QUOTA, event, pending, sigterm, waiting
 
 REPO = Path(__file__).resolve().parents[2]
 LUA_DIR = REPO / "helm" / "internlm-operator" / "files" / "argocd"
@@ -362,6 +363,196 @@ CASES: list[tuple[str, str, Callable[[], Status], str, str, str]] = [
         "ModelServeNotReady: ModelServe chat is not Ready",
     ),
 ]
+
+
+# -- why it is stuck (status.stuck), and suspension that is not failure -------------------------
+
+
+def refused(message: str) -> dict[str, Any]:
+    d = deploy(2, 0)
+    d["status"]["conditions"].append(
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": message}
+    )
+    return d
+
+
+def overdue() -> Status:
+    slow = deploy(2, 0)
+    slow["spec"]["template"] = {"spec": {"containers": [{"readinessProbe": {"periodSeconds": 1}}]}}
+    p = pod(0)
+    p["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    p["status"]["startTime"] = "2026-01-01T11:50:00Z"
+    return s(slow, pods=[p])
+
+
+def crash_looping() -> Status:
+    last = {"exitCode": 1, "reason": "Error", "message": "ValueError: no weights"}
+    return s(deploy(2, 1), pods=[waiting(0, "CrashLoopBackOff", "back-off", last)])
+
+
+STUCK_CASES: list[tuple[str, str, Callable[[], Status], str, str, str]] = [
+    (
+        "batch missing PVC",
+        "TrainJob",
+        lambda: b(refs_found={("PersistentVolumeClaim", "pretrain-corpus"): False}),
+        "Failed",
+        "Degraded",
+        'PVCNotFound: PersistentVolumeClaim "pretrain-corpus" not found',
+    ),
+    (
+        "batch missing Secret",
+        "FineTune",
+        lambda: b(refs_found={("Secret", "hf-token"): False}),
+        "Failed",
+        "Degraded",
+        'SecretNotFound: Secret "hf-token" not found',
+    ),
+    (
+        "batch missing ConfigMap",
+        "EvalRun",
+        lambda: b(refs_found={("ConfigMap", "prompts"): False}),
+        "Failed",
+        "Degraded",
+        'ConfigMapNotFound: ConfigMap "prompts" not found',
+    ),
+    (
+        "batch quota refuses pods",
+        "TrainJob",
+        lambda: b(job=job(), pods=[], events=[event(QUOTA)]),
+        "InProgress",
+        "Progressing",
+        "QuotaExceeded: 0/2 pod(s) running: Error creating",
+    ),
+    (
+        "batch Pod Security refuses pods",
+        "EvalRun",
+        lambda: b(job=job(), pods=[], events=[event(PSA)], nodes=1),
+        "Failed",
+        "Degraded",
+        'PodSecurityViolation: 0/1 pod(s) running: Error creating: pods "t-tj-0-x" is forbidden',
+    ),
+    (
+        "batch unschedulable",
+        "TrainJob",
+        lambda: b(job=job(), pods=[pod(0), pending(1)]),
+        "InProgress",
+        "Progressing",
+        "Unschedulable: 1/2 pod(s) running: pod p1: 0/4 nodes are available: 4 Insufficient",
+    ),
+    (
+        "batch image pull failure",
+        "FineTune",
+        lambda: b(job=job(), pods=[waiting(0, "ImagePullBackOff", "Back-off pulling")], nodes=1),
+        "Failed",
+        "Degraded",
+        "ImagePullBackOff: 0/1 pod(s) running: pod p0 container workload: Back-off pulling",
+    ),
+    (
+        "batch suspended while queued (no Job)",
+        "TrainJob",
+        lambda: b(status={"phase": "Running"}, queued=True, suspend=True, job=None),
+        "InProgress",
+        "Suspended",
+        "Kueue releases its quota",
+    ),
+    (
+        "batch preempted by Kueue, waiting again",
+        "TrainJob",
+        lambda: b(
+            status={"phase": "Running"},
+            queued=True,
+            backoff_limit=0,
+            job=job(suspend=True),
+            pods=[sigterm(0), sigterm(1)],
+        ),
+        "InProgress",
+        "Progressing",
+        "Queued: waiting for Kueue to admit the Job again",
+    ),
+    (
+        "batch preempted by the scheduler, restart not counted",
+        "TrainJob",
+        lambda: b(
+            status={"phase": "Running"},
+            backoff_limit=0,
+            job=job(),
+            pods=[pod(0, phase="Failed", code=143, disruption="PreemptionByScheduler"), pod(1)],
+        ),
+        "InProgress",
+        "Progressing",
+        "Preempted: restart (not counted",
+    ),
+    (
+        "serving unschedulable",
+        "ModelServe",
+        lambda: s(deploy(2, 0), pods=[pending(0), pending(1)]),
+        "InProgress",
+        "Progressing",
+        "Unschedulable: 0/2 server(s) ready: pod p0: 0/4 nodes are available: 4 Insufficient",
+    ),
+    (
+        "serving quota refuses pods",
+        "ModelServe",
+        lambda: s(refused(QUOTA)),
+        "InProgress",
+        "Progressing",
+        "QuotaExceeded: 0/2 server(s) ready: Error creating",
+    ),
+    (
+        "serving Pod Security refuses pods",
+        "Agent",
+        lambda: s(refused(PSA), noun="agent pod"),
+        "Failed",
+        "Degraded",
+        "PodSecurityViolation: Error creating",
+    ),
+    (
+        "serving image pull failure",
+        "ModelServe",
+        lambda: s(deploy(2, 0), pods=[waiting(0, "ErrImagePull", "manifest unknown")]),
+        "Failed",
+        "Degraded",
+        "ErrImagePull: pod p0 container workload: manifest unknown",
+    ),
+    (
+        "serving crash loop with the last termination",
+        "ModelServe",
+        crash_looping,
+        "InProgress",
+        "Degraded",
+        "last exit 1 (Error): ValueError: no weights",
+    ),
+    (
+        "serving not ready within the startup budget",
+        "ModelServe",
+        overdue,
+        "Failed",
+        "Degraded",
+        "StartupTimeout: pod p0 is running but not ready after 600s",
+    ),
+    (
+        "serving missing Secret (before the Deployment)",
+        "Agent",
+        lambda: s(None, blocker=Blocker("missing", "SecretNotFound", 'Secret "key" not found')),
+        "Failed",
+        "Degraded",
+        'SecretNotFound: Secret "key" not found',
+    ),
+    (
+        "serving missing PVC (before the Deployment)",
+        "ModelServe",
+        lambda: s(
+            None,
+            blocker=Blocker(
+                "missing", "PVCNotFound", 'PersistentVolumeClaim "model-store" not found'
+            ),
+        ),
+        "Failed",
+        "Degraded",
+        'PVCNotFound: PersistentVolumeClaim "model-store" not found',
+    ),
+]
+CASES.extend(STUCK_CASES)
 
 
 def wrap(kind: str, status: Status | None, generation: int = 1, observed: int = 1) -> Status:

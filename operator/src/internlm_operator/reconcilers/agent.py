@@ -20,7 +20,7 @@ from ..status.serving import Blocker
 from .chain import lineage_of
 from .controller import Context, permanent_from
 from .objects import body
-from .serving import apply_or_scale, begin, finish
+from .serving import apply_or_scale, begin, check_refs, finish
 
 KIND = "Agent"
 
@@ -99,6 +99,7 @@ def reconcile_agent(ctx: Context, namespace: str, name: str) -> None:
         p.blocker = Blocker(
             "dependency", "WaitingForDependency", f"waiting for {p.blocker.message}"
         )
+    check_refs(p, deploy, children)
     apply_or_scale(p, deploy, children, desired)
 
     if children is not None:

@@ -15,9 +15,11 @@ from ..builders.batch import CONTAINER
 from ..status import batch as batch_status
 from ..status import results
 from ..status.failures import pod_index
+from ..status.stuck import refs_of
 from .chain import resolve
 from .controller import Context, permanent_from
 from .objects import body, owned_by, owner_of
+from .stuck import events_of, lookup
 
 log = logging.getLogger("internlm_operator")
 STAGE = {"TrainJob": "pretrain", "FineTune": "finetune", "EvalRun": "eval"}
@@ -131,6 +133,19 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
     queued = bool((obj["metadata"].get("labels") or {}).get("kueue.x-k8s.io/queue-name")) or bool(
         getattr(getattr(spec, "scheduling", None), "queue_name", None)
     )
+    refs_found = {}
+    if job is None and children is not None and not spec.suspend:
+        # Before the Job exists: what its pods need must be there (else say which is missing).
+        own = [children.config_map["metadata"]["name"]]
+        refs_found = lookup(kube, namespace, refs_of(children.job["spec"]["template"]["spec"], own))
+    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+    job_events = (
+        events_of(kube, namespace, job)
+        if job is not None
+        and not job.get("spec", {}).get("suspend")
+        and len(live) < int(getattr(spec, "nodes", 1) or 1)
+        else []
+    )
     decision = batch_status.decide(
         batch_status.BatchObservation(
             generation=gen,
@@ -148,6 +163,8 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
             now=now,
             container=CONTAINER,
             progress=progress,
+            refs_found=refs_found,
+            events=job_events,
         )
     )
     status = decision.status

@@ -25,7 +25,8 @@ from .. import metrics
 from ..config import OperatorConfig
 from ..health import Health
 from ..runtimes import InvalidSpec
-from ..status.conditions import TRUE, transitions
+from ..status.conditions import TRUE, is_true, transitions
+from ..status.stuck import REASONS as STUCK_REASONS
 from .kube import Kube, KubeError, record_event
 from .progress import ProgressPoller
 
@@ -80,9 +81,15 @@ class Context:
         for c in transitions(old, new):
             wanted = c["type"] in EVENT_TYPES and (c["status"] == TRUE or c["type"] == "Passed")
             wanted = wanted or (c["type"] == "Ready" and c["reason"] == "WaitingForDependency")
+            # Why the pods do not run (unschedulable, quota, ...); a stalled one already has
+            # its Event from the Stalled condition.
+            stuck = c["type"] == "Ready" and c["reason"] in STUCK_REASONS
+            if stuck and not is_true(new, "Stalled"):
+                wanted = True
             if not wanted:
                 continue
             warn = c["type"] in WARNING_TYPES or (c["type"] == "Passed" and c["status"] != TRUE)
+            warn = warn or stuck
             msg = c.get("message") or f"{c['type']} is {c['status']}"
             record_event(self.kube, obj, "Warning" if warn else "Normal", c["reason"], msg)
 

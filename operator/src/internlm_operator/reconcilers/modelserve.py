@@ -21,7 +21,7 @@ from .chain import judge_producer, lineage_of
 from .controller import Context, permanent_from
 from .kube import Kube
 from .objects import body
-from .serving import apply_or_scale, begin, finish, merge_lineage
+from .serving import apply_or_scale, begin, check_refs, finish, merge_lineage
 
 log = logging.getLogger("internlm_operator")
 KIND = "ModelServe"
@@ -150,6 +150,7 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
     ):
         p.blocker = None  # the gate guards model changes only: this one serves the same model
 
+    check_refs(p, deploy, children)
     if apply_or_scale(p, deploy, children, desired) and children is not None:
         current_model = children.model_location
 

@@ -18,9 +18,11 @@ from ..builders import Owner
 from ..builders.longrunning import COMPONENT, selector_string
 from ..status import serving
 from ..status.serving import Blocker
+from ..status.stuck import missing, refs_of
 from .controller import Context
 from .kube import record_event
 from .objects import owned_by, owner_of
+from .stuck import lookup
 
 log = logging.getLogger("internlm_operator")
 
@@ -90,6 +92,23 @@ class Children(Protocol):
     def present(self) -> list[dict[str, Any]]: ...
 
     def absent(self) -> list[tuple[str, str, str]]: ...
+
+
+def check_refs(p: Pass, deploy: Mapping[str, Any] | None, children: Children | None) -> None:
+    """Before the Deployment is created: block on a PVC, Secret or ConfigMap its pods need
+    that does not exist (``missing``, Stalled, the status names it)."""
+    if deploy is not None or children is None or p.blocker is not None:
+        return
+    manifests = children.present()
+    own = [m["metadata"]["name"] for m in manifests if m["kind"] == "ConfigMap"]
+    pod_spec = next(
+        (m["spec"]["template"]["spec"] for m in manifests if m["kind"] == "Deployment"), None
+    )
+    if pod_spec is None:
+        return
+    gone = missing(lookup(p.ctx.kube, p.owner.namespace, refs_of(pod_spec, own)))
+    if gone is not None:
+        p.blocker = Blocker("missing", gone.reason, gone.message)
 
 
 def apply_or_scale(

@@ -14,10 +14,16 @@ from typing import Any, Literal
 
 from .conditions import FALSE, TRUE, Cond, merge, now_rfc3339, parse_time, transitions
 from .failures import Failure, classify, job_condition, pod_index, pod_result
+from .stuck import Ref, failed_create, missing, of_pods
 
 ATTEMPT_LABEL = "internlm.io/attempt"
 HASH_ANNOTATION = "internlm.io/spec-hash"
 TERMINAL = ("Succeeded", "Failed")
+
+SUSPENDED_QUEUED = (
+    "suspended by spec.suspend: the Job is deleted so that Kueue releases its quota; "
+    "resuming creates it again for Kueue to admit"
+)
 
 Action = Literal["none", "create", "restart", "delete", "suspend", "unsuspend", "cleanup"]
 
@@ -39,6 +45,10 @@ class BatchObservation:
     now: dt.datetime
     container: str = "workload"
     progress: Mapping[str, Any] | None = None
+    # Whether each PVC / Secret / ConfigMap the pod template names exists (None: unknown);
+    # only looked up before the Job is created.
+    refs_found: Mapping[Ref, bool | None] = field(default_factory=dict)
+    events: Sequence[Mapping[str, Any]] = ()  # the Job's own Events (FailedCreate)
 
 
 @dataclass
@@ -61,16 +71,18 @@ def _phase_conditions(
     restarting: tuple[str, str] | None,
     suspended: bool,
     extra: Sequence[Cond] = (),
+    stalled: bool = False,
 ) -> list[Cond]:
     done = phase in TERMINAL
+    stuck = phase == "Failed" or stalled
     conds = [
         Cond("Ready", TRUE if phase == "Succeeded" else FALSE, reason, message),
-        Cond("Reconciling", FALSE if done else TRUE, reason, message),
+        Cond("Reconciling", FALSE if done or stuck else TRUE, reason, message),
         Cond(
             "Stalled",
-            TRUE if phase == "Failed" else FALSE,
-            reason if phase == "Failed" else "NotStalled",
-            message if phase == "Failed" else "",
+            TRUE if stuck else FALSE,
+            reason if stuck else "NotStalled",
+            message if stuck else "",
         ),
         Cond("Created", TRUE if created else FALSE, "JobCreated" if created else "NotCreated", ""),
         Cond(
@@ -276,6 +288,7 @@ def decide(obs: BatchObservation) -> BatchDecision:
         restarting: tuple[str, str] | None = None,
         suspended: bool = False,
         created: bool | None = None,
+        stalled: bool = False,
         **fields: Any,
     ) -> BatchDecision:
         conds = _phase_conditions(
@@ -286,6 +299,7 @@ def decide(obs: BatchObservation) -> BatchDecision:
             running=running,
             restarting=restarting,
             suspended=suspended,
+            stalled=stalled,
         )
         st = build_status(prev, gen, now, phase, conds, **fields)
         events = [
@@ -367,14 +381,18 @@ def decide(obs: BatchObservation) -> BatchDecision:
     # 3. No Job: create it (first start, after a restart, or after a resume).
     if not exists:
         if obs.suspend:
+            # Queued: no Job while suspended (Kueue owns a queued Job's suspend; see step 8).
             return out(
-                "create",
+                "none" if obs.queued else "create",
                 "Suspended",
                 "Suspended",
-                "suspended by spec.suspend",
+                SUSPENDED_QUEUED if obs.queued else "suspended by spec.suspend",
                 suspended=True,
                 created=False,
             )
+        gone = missing(obs.refs_found)
+        if gone is not None:  # what the pods need is not there: create nothing yet
+            return out("none", "Pending", gone.reason, gone.message, stalled=True, created=False)
         d = out(
             "create",
             "Pending",
@@ -389,6 +407,9 @@ def decide(obs: BatchObservation) -> BatchDecision:
     assert job is not None
 
     # 4. A Job being deleted (gang restart in progress): wait for it to be gone.
+    if deleting and obs.suspend:
+        msg = SUSPENDED_QUEUED if obs.queued else "suspended by spec.suspend"
+        return out("none", "Suspended", "Suspended", msg, suspended=True, created=False)
     if deleting:
         return out(
             "none",
@@ -434,10 +455,24 @@ def decide(obs: BatchObservation) -> BatchDecision:
         d.result = result
         return d
 
-    # 7. Failure: restart the gang or fail.
-    failure: Failure | None = classify(job, obs.pods, obs.retryable_exit_codes, obs.container)
+    # 7. Failure: restart the gang or fail. Pods of a suspended Job end because of the
+    # suspension (spec.suspend, Kueue eviction or preemption): never a failure.
+    failure: Failure | None = None
+    if not job_suspended:
+        failure = classify(job, obs.pods, obs.retryable_exit_codes, obs.container)
     if failure is None and phase_prev == "Running" and not job_suspended:
         failure = lost_member(obs)
+    if failure is not None and failure.retryable and not failure.counted and not stale:
+        # Preempted or evicted: the gang restarts without using up the backoff limit.
+        d = out(
+            "restart",
+            "Running" if phase_prev == "Running" else "Pending",
+            failure.reason,
+            f"restart (not counted: {failure.reason}): {failure.message}",
+            restarting=(failure.reason, failure.message),
+        )
+        d.reason = failure.reason
+        return d
     if failure is not None:
         if stale:  # a restart already counted (operator restarted mid-way): just delete it
             d = out(
@@ -475,19 +510,43 @@ def decide(obs: BatchObservation) -> BatchDecision:
         d.reason, d.counted = failure.reason, True
         return d
 
-    # 8. Suspend / resume.
-    if obs.suspend and not job_suspended:
-        return out("suspend", "Suspended", "Suspended", "suspended by spec.suspend", suspended=True)
-    if not obs.suspend and job_suspended:
-        if obs.queued and phase_prev != "Suspended":
-            return out("none", "Pending", "Queued", "waiting for Kueue to admit the Job")
-        if obs.queued:  # resumed by the user: a fresh suspended Job for Kueue to admit
+    # 8. Suspend / resume. A queued Job's spec.suspend belongs to Kueue (it unsuspends on
+    # admission and suspends on eviction or preemption): the operator never patches it. A
+    # queued resource is suspended by deleting its Job (its Workload goes with it and the
+    # quota is released); resuming creates a new one for Kueue to admit.
+    if obs.queued:
+        if obs.suspend:
+            d = out("delete", "Suspended", "Suspended", SUSPENDED_QUEUED, suspended=True)
+            d.reason = "Suspended"
+            return d
+        if job_suspended and phase_prev == "Suspended":
+            # A Job left from a suspension (an older operator suspended Jobs in place):
+            # replace it with a fresh one for Kueue to admit.
             d = out("restart", "Pending", "Resumed", "resumed: recreating the Job")
             d.reason = "Resumed"
             return d
-        return out("unsuspend", "Pending", "Resumed", "resumed by spec.suspend=false")
-    if job_suspended:
-        return out("none", "Suspended", "Suspended", "suspended by spec.suspend", suspended=True)
+        if job_suspended:
+            again = " again (the run was preempted or evicted)" if phase_prev == "Running" else ""
+            return out("none", "Pending", "Queued", f"waiting for Kueue to admit the Job{again}")
+    else:
+        if obs.suspend and not job_suspended:
+            return out(
+                "suspend", "Suspended", "Suspended", "suspended by spec.suspend", suspended=True
+            )
+        if not obs.suspend and job_suspended:
+            if phase_prev == "Suspended":  # the operator suspended it: resume
+                return out("unsuspend", "Pending", "Resumed", "resumed by spec.suspend=false")
+            # Suspended by someone else (Kueue's manageJobsWithoutQueueName): theirs to resume.
+            return out(
+                "none",
+                "Pending",
+                "Queued",
+                "the Job is suspended by another controller (Kueue?): waiting for it to resume",
+            )
+        if job_suspended:
+            return out(
+                "none", "Suspended", "Suspended", "suspended by spec.suspend", suspended=True
+            )
 
     # 9. Running or starting.
     pods = [p for p in obs.pods if not p.get("metadata", {}).get("deletionTimestamp")]
@@ -509,11 +568,23 @@ def decide(obs: BatchObservation) -> BatchDecision:
             running=True,
             **fields,
         )
+    counts = f"{len(running)}/{obs.nodes} pod(s) running"
+    why = (failed_create(obs.events) if len(pods) < obs.nodes else None) or of_pods(pods)
+    if why is not None:
+        return out(
+            "none",
+            "Pending",
+            why.reason,
+            f"{counts}: {why.message}",
+            restarting=still_restarting,
+            stalled=why.stalled,
+            **fields,
+        )
     return out(
         "none",
         "Pending",
         "PodsStarting",
-        f"{len(running)}/{obs.nodes} pod(s) running",
+        counts,
         restarting=still_restarting,
         **fields,
     )

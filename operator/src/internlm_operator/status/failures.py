@@ -12,7 +12,8 @@ COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 # rank that lost a peer of its gang. Retried like a signal.
 EXIT_TRANSIENT = 75
 
-# DisruptionTarget condition reasons -> our reason. All of them are retryable.
+# DisruptionTarget condition reasons -> our reason. All of them are retryable; a preemption or
+# an eviction (UNCOUNTED) restarts the gang without using up runPolicy.backoffLimit.
 DISRUPTION_REASONS = {
     "DeletionByTaintManager": "NodeLost",
     "DeletionByPodGC": "NodeLost",
@@ -21,6 +22,7 @@ DISRUPTION_REASONS = {
     "PreemptionByKubeScheduler": "Preempted",
     "TerminationByKubelet": "Evicted",
 }
+UNCOUNTED = ("Preempted", "Evicted")
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Failure:
     message: str
     pod: str | None = None
     result: Mapping[str, Any] | None = field(default=None, compare=False)
+    counted: bool = True  # a retry uses up one of runPolicy.backoffLimit
 
 
 def pod_index(pod: Mapping[str, Any]) -> int:
@@ -104,13 +107,25 @@ def pod_failure(
     if disruption is not None:
         reason = DISRUPTION_REASONS.get(str(disruption.get("reason")), "Disrupted")
         msg = disruption.get("message") or disruption.get("reason") or "disrupted"
-        return Failure(True, reason, f"pod {name}: {msg}", name)
+        return Failure(True, reason, f"pod {name}: {msg}", name, counted=reason not in UNCOUNTED)
     if st.get("phase") != "Failed":
         return None
     if st.get("reason") in ("Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated"):
         reason = "NodeLost" if st["reason"] in ("NodeLost", "Shutdown") else "Evicted"
-        return Failure(True, reason, f"pod {name}: {st.get('message') or st['reason']}", name)
+        return Failure(
+            True,
+            reason,
+            f"pod {name}: {st.get('message') or st['reason']}",
+            name,
+            counted=reason not in UNCOUNTED,
+        )
     t = terminated(pod, container)
+    deleted = bool(pod.get("metadata", {}).get("deletionTimestamp"))
+    if deleted and (not t or int(t.get("exitCode", 0)) >= 128):
+        # Deleted, then ended by SIGTERM/SIGKILL: stopped by whoever deleted it (the Job
+        # controller suspending the Job for spec.suspend or Kueue), not a failure of the run.
+        # A deletion that breaks a running gang still shows, as the Job's own failure.
+        return None
     if not t:
         return Failure(True, "PodFailed", f"pod {name} failed without an exit code", name)
     code = int(t.get("exitCode", 0))

@@ -28,6 +28,8 @@ from .conditions import (
     parse_time,
     transitions,
 )
+from .stuck import REASONS as STUCK_REASONS
+from .stuck import Stuck, of_pods, replica_failure, startup_budget
 
 CRASH_WINDOW_SECONDS = 45.0
 """A server that crashed this recently keeps the resource Degraded (a crash is often over
@@ -43,7 +45,7 @@ BAD_WAITING = {
     "RunContainerError",
 }
 
-BlockKind = Literal["dependency", "gate", "invalid", "upstream-failed", "llm"]
+BlockKind = Literal["dependency", "gate", "invalid", "upstream-failed", "llm", "missing"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,9 @@ class Blocker:
     - ``gate``: the gating EvalRun has not passed yet (waits by itself);
     - ``upstream-failed``: an upstream failed or the gate failed (Stalled until changed);
     - ``invalid``: the spec cannot be run (Stalled until changed);
-    - ``llm``: the Agent's ModelServe is gone or not Ready.
+    - ``llm``: the Agent's ModelServe is gone or not Ready;
+    - ``missing``: a PVC, Secret or ConfigMap the pods need does not exist (Stalled until it
+      does; checked before the Deployment is created).
     """
 
     kind: BlockKind
@@ -63,7 +67,7 @@ class Blocker:
 
     @property
     def stalled(self) -> bool:
-        return self.kind in ("invalid", "upstream-failed")
+        return self.kind in ("invalid", "upstream-failed", "missing")
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,12 @@ def decide(obs: ServingObservation) -> ServingDecision:
         prog = _deploy_condition(d, "Progressing")
         deadline = bool(prog and prog.get("reason") == "ProgressDeadlineExceeded")
 
+    # -- why servers are missing (refused, unschedulable, cannot start, never ready) --------
+    stuck: Stuck | None = None
+    if d is not None and ready < desired:
+        template = d.get("spec", {}).get("template", {}).get("spec")
+        stuck = replica_failure(d) or of_pods(obs.pods, obs.now, startup_budget(template))
+
     was_ready = is_true(prev.get("conditions"), "Ready")
     was_degraded = is_true(prev.get("conditions"), "Degraded")
     prev_ready = _int(prev.get("readyReplicas"))
@@ -165,7 +175,9 @@ def decide(obs: ServingObservation) -> ServingDecision:
     degraded: tuple[str, str] | None = None
     if d is not None:
         crashed = crash(obs.pods, obs.now)
-        if crashed:
+        if stuck is not None and (stuck.stalled or stuck.reason == "CrashLoopBackOff"):
+            degraded = (stuck.reason, stuck.message)
+        elif crashed:
             degraded = crashed
         elif ready < desired and ((was_ready and ready < prev_ready) or was_degraded):
             degraded = ("ReplicasUnavailable", f"{ready}/{desired} {noun}(s) ready")
@@ -184,7 +196,7 @@ def decide(obs: ServingObservation) -> ServingDecision:
         if b is not None:
             ready_c = Cond("Ready", FALSE, b.reason, b.message)
             progressing = Cond("Progressing", FALSE, b.reason, b.message)
-            phase = "Failed" if b.kind == "invalid" else "Waiting"
+            phase = {"invalid": "Failed", "missing": "Pending"}.get(b.kind, "Waiting")
         else:
             msg = f"creating the {noun}s"
             ready_c = Cond("Ready", FALSE, "Creating", msg)
@@ -194,7 +206,10 @@ def decide(obs: ServingObservation) -> ServingDecision:
         counts = f"{ready}/{desired} {noun}(s) ready"
         if not rolled_out:
             progressing = Cond(
-                "Progressing", TRUE, "RollingOut", f"{updated}/{desired} updated, {counts}"
+                "Progressing",
+                TRUE,
+                stuck.reason if stuck else "RollingOut",
+                f"{updated}/{desired} updated, {counts}" + (f": {stuck.message}" if stuck else ""),
             )
         elif b is not None and b.kind in ("gate", "dependency"):
             progressing = Cond("Progressing", FALSE, b.reason, b.message)
@@ -208,6 +223,8 @@ def decide(obs: ServingObservation) -> ServingDecision:
             if b is not None:
                 msg += f"; {b.message}"
             ready_c = Cond("Ready", TRUE, "Serving" if desired else "ScaledToZero", msg)
+        elif stuck is not None:
+            ready_c = Cond("Ready", FALSE, stuck.reason, f"{counts}: {stuck.message}")
         elif deadline:
             ready_c = Cond("Ready", FALSE, "ProgressDeadlineExceeded", counts)
         else:
@@ -225,9 +242,12 @@ def decide(obs: ServingObservation) -> ServingDecision:
         else:
             phase = "Progressing" if not serving or not rolled_out else "Ready"
 
-    stalled = (b is not None and b.stalled) or deadline
+    stuck_stalled = stuck is not None and stuck.stalled
+    stalled = (b is not None and b.stalled) or deadline or stuck_stalled
     if b is not None and b.stalled:
         stalled_c = Cond("Stalled", TRUE, b.reason, b.message)
+    elif stuck is not None and stuck.stalled:
+        stalled_c = Cond("Stalled", TRUE, stuck.reason, stuck.message)
     elif deadline:
         stalled_c = Cond(
             "Stalled",
@@ -275,6 +295,7 @@ def decide(obs: ServingObservation) -> ServingDecision:
             "Warning"
             if (c["type"] in ("Degraded", "Stalled") and c["status"] == TRUE)
             or (c["type"] == "Ready" and c["status"] == FALSE and was_ready)
+            or (c["type"] == "Ready" and c["reason"] in STUCK_REASONS)
             else "Normal",
             c["reason"],
             c["message"] or f"{c['type']}={c['status']}",
@@ -287,5 +308,13 @@ def decide(obs: ServingObservation) -> ServingDecision:
             and find(prev.get("conditions"), c["type"]) is None
         )
     ]
+    # One Event per cause: Ready, Degraded and Stalled often change together for one reason.
+    seen: set[str] = set()
+    unique = []
+    for ev in events:
+        if ev[1] in STUCK_REASONS and ev[1] in seen:
+            continue
+        seen.add(ev[1])
+        unique.append(ev)
     settled = not in_flight and not degraded and not stalled
-    return ServingDecision(st, events, settled)
+    return ServingDecision(st, unique, settled)

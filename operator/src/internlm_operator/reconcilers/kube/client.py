@@ -17,6 +17,7 @@ import kubernetes
 import urllib3
 
 FIELD_MANAGER = "internlm-operator"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
 log = logging.getLogger(__name__)
 
 
@@ -132,10 +133,11 @@ class Kube:
         body: Any = None,
         query: dict[str, Any] | None = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
         if query:
             path = f"{path}?{urlencode(query)}"
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         _m, url, headers, body, _pp = self.api.param_serialize(
             method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
@@ -167,16 +169,36 @@ class Kube:
         except NotFound:
             return None
 
+    def exists(self, api_version: str, kind: str, namespace: str | None, name: str) -> bool | None:
+        """Whether the object exists, reading only its metadata (a Secret's data never reaches
+        the operator); ``None`` when the operator may not read it (403)."""
+        try:
+            self.request(
+                "GET",
+                kind_of(api_version, kind).path(namespace, name),
+                accept=METADATA_ONLY,
+            )
+        except NotFound:
+            return False
+        except KubeError as e:
+            if e.status == 403:
+                return None
+            raise
+        return True
+
     def list(
         self,
         api_version: str,
         kind: str,
         namespace: str | None,
         labels: dict[str, str] | None = None,
+        fields: dict[str, str] | None = None,
     ) -> list[dict[str, Any]]:
         query = {}
         if labels:
             query["labelSelector"] = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        if fields:
+            query["fieldSelector"] = ",".join(f"{k}={v}" for k, v in sorted(fields.items()))
         doc = self.request("GET", kind_of(api_version, kind).path(namespace), query=query)
         items: list[dict[str, Any]] = doc.get("items", []) if doc else []
         return items
