@@ -2,6 +2,11 @@
 
 Exit codes: 0 success; 1 a permanent failure (bad config, missing input, tool failure), with
 ``ok: false`` and a one-line reason in the termination message; 128+N when stopped by signal N.
+
+Before the stage runs, the inputs in ``INTERNLM_INPUTS`` are fetched (hub repos, S3 objects);
+after it succeeded, the output directory is uploaded to ``INTERNLM_OUTPUT_URI`` (S3)
+(``transfer.py``). ``python -m internlm_workloads fetch`` only fetches (an init container's
+job).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import os
 import sys
 import traceback
 
+from . import transfer
 from .config import STAGES, ConfigError, load_config
 from .report import StageError, Terminated, log, one_line, start_progress_server, write_termination
 
@@ -22,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         print("stages:", ", ".join(STAGES))
         return 0
+    if stage == "fetch":
+        return transfer.main()
     if stage not in STAGES:
         write_termination({"ok": False, "reason": f"unknown stage {stage!r}; one of {STAGES}"})
         return 2
@@ -29,7 +37,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(os.environ.get("INTERNLM_CONFIG", "/etc/internlm/config.json"), stage)
         module = importlib.import_module(f".stages.{stage}", __package__)
         start_progress_server()
-        result = module.run(cfg)
+        inputs = transfer.inputs_from_env()
+        fetched = transfer.fetch_all(inputs) if inputs else []
+        result = dict(module.run(cfg) or {})
+        uploaded = transfer.upload_output(os.environ.get("INTERNLM_OUTPUT_DIR") or cfg.output_dir)
+        if fetched:
+            result["fetched"] = fetched
+        if uploaded:
+            result["uploaded"] = uploaded
     except ConfigError as e:
         write_termination({"ok": False, "reason": f"bad config: {e}"})
         return 1
