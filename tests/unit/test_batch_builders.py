@@ -179,6 +179,17 @@ def test_deepspeed_data_parallel_without_gpus_is_one_process_per_node() -> None:
 def test_internevo_renders_its_config() -> None:
     doc = load("trainjob")
     doc["spec"]["framework"] = "internevo"
+    # InternEvo builds the architecture from its config (tests/unit/test_internevo.py)
+    doc["spec"]["model"] = {
+        "config": {
+            "architectures": ["InternLM2ForCausalLM"],
+            "model_type": "internlm2",
+            "num_hidden_layers": 2,
+            "hidden_size": 64,
+            "num_attention_heads": 4,
+            "vocab_size": 256,
+        }
+    }
     ch = children(doc)
     assert "internevo_config.py" in ch.config_map["data"]
     assert "TOTAL_STEP = 5000" in ch.config_map["data"]["internevo_config.py"]

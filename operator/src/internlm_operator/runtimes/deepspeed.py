@@ -24,6 +24,11 @@ def check_parallelism(ctx: RenderContext) -> None:
                 "(ZeRO data parallelism only: tensor, pipeline and sequence must be 1; "
                 "use framework internevo for model parallelism)"
             )
+    if p.weight != 1 or p.zero1 is not None:
+        raise InvalidSpec(
+            "parallelism.zero1 and parallelism.weight are InternEvo's (framework internevo); "
+            "framework deepspeed shards with parallelism.zeroStage"
+        )
 
 
 def data_parallel(ctx: RenderContext) -> int:

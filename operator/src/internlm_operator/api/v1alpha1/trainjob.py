@@ -71,6 +71,23 @@ class Parallelism(ApiModel):
     tensor: int = Field(default=1, ge=1, le=16, description="Tensor parallel size.")
     pipeline: int = Field(default=1, ge=1, le=64, description="Pipeline parallel size.")
     sequence: int = Field(default=1, ge=1, le=16, description="Sequence parallel size.")
+    zero1: int | None = Field(
+        default=None,
+        ge=-1,
+        le=1_048_576,
+        description=(
+            "framework internevo: ZeRO-1 group size (the data-parallel ranks that shard the"
+            " optimizer states). Unset: one node's GPUs over the tensor (or weight) parallel size,"
+            " capped by the data-parallel size (docs/internevo.md); -1: the whole data-parallel"
+            " group; 1: no sharding."
+        ),
+    )
+    weight: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="framework internevo: weight parallel size (isp mode, sequence > 1).",
+    )
 
 
 class Optimization(ApiModel):
