@@ -134,11 +134,12 @@ def test_sample_ready_scale_rollout_crash(
     env = {e["name"]: e for e in c["env"]}
     assert env["LMDEPLOY_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "lmdeploy-api-key"
     assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in pod["volumes"])
-    assert pod["initContainers"][0]["command"][:3] == [
-        "huggingface-cli",
-        "download",
-        "internlm/internlm2_5-7b-chat",
-    ]
+    init = pod["initContainers"][0]
+    assert init["command"] == ["python", "-m", "internlm_workloads", "fetch"]
+    init_env = {e["name"]: e for e in init["env"]}
+    assert json.loads(init_env["INTERNLM_INPUTS"]["value"])[0]["source"] == (
+        "hf://internlm/internlm2_5-7b-chat"
+    )
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 600
     assert "tcpSocket" in c["livenessProbe"]
     args = config_of(ms)["spec"]["args"]

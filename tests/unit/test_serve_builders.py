@@ -171,7 +171,9 @@ def test_sample_children() -> None:
     assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
     # a hub model is fetched by an init container into a cache volume before the server starts
     init = pod["initContainers"][0]
-    assert "internlm/internlm2_5-7b-chat" in init["command"]
+    assert init["command"] == ["python", "-m", "internlm_workloads", "fetch"]
+    [inp] = json.loads({e["name"]: e for e in init["env"]}["INTERNLM_INPUTS"]["value"])
+    assert inp["source"] == "hf://internlm/internlm2_5-7b-chat" and inp["repoType"] == "model"
     # probes: long startup, readiness on an HTTP route, liveness that a busy server passes
     assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 600
     assert c["readinessProbe"]["httpGet"]["path"] == "/health"  # API keys: /v1/models is 401
@@ -248,8 +250,36 @@ def test_from_resource_needs_resolved_location() -> None:
 
 
 def test_uri_model_is_rejected_clearly() -> None:
-    with pytest.raises(InvalidSpec, match="pvc, huggingFace or modelScope"):
-        build(spec(model={"uri": "s3://bucket/model"}))
+    with pytest.raises(InvalidSpec, match="pvc, huggingFace, modelScope or s3://"):
+        build(spec(model={"uri": "gs://bucket/model"}))
+
+
+def test_s3_model_is_fetched_with_the_object_store_settings() -> None:
+    s = spec(
+        model={"uri": "s3://models/runs/sft/merged"},
+        objectStore={
+            "endpoint": "http://minio.storage:9000",
+            "accessKeyId": {"name": "s3", "key": "id"},
+            "secretAccessKey": {"name": "s3", "key": "secret"},
+        },
+    )
+    ch = build(s)
+    pod = ch.deployment["spec"]["template"]["spec"]
+    [init] = pod["initContainers"]
+    env = {e["name"]: e for e in init["env"]}
+    [inp] = json.loads(env["INTERNLM_INPUTS"]["value"])
+    assert inp == {
+        "name": "model",
+        "source": "s3://models/runs/sft/merged",
+        "dest": "/mnt/inputs/model/merged",
+    }
+    assert env["AWS_ENDPOINT_URL_S3"]["value"] == "http://minio.storage:9000"
+    assert env["INTERNLM_S3_ADDRESSING_STYLE"]["value"] == "path"
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "s3", "key": "secret"}
+    }
+    cfg = json.loads(ch.config_map["data"]["config.json"])
+    assert cfg["spec"]["modelPath"] == "/mnt/inputs/model/merged"
 
 
 def test_scheduling_and_queue_label_pass_through() -> None:
@@ -300,8 +330,10 @@ def test_hub_token_and_extra_env() -> None:
     )
     pod = build(s).deployment["spec"]["template"]["spec"]
     init = pod["initContainers"][0]
-    assert init["command"][-2:] == ["--revision", "v1"]
-    assert init["env"][0]["name"] == "HF_TOKEN"
+    env = {e["name"]: e for e in init["env"]}
+    assert json.loads(env["INTERNLM_INPUTS"]["value"])[0]["source"] == "hf://internlm/x@v1"
+    assert env["HF_TOKEN"]["valueFrom"] == {"secretKeyRef": {"name": "hf", "key": "token"}}
+    assert "value" not in env["HF_TOKEN"]  # the token stays in its Secret
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
     assert env["LMDEPLOY_LOG_LEVEL"]["value"] == "INFO"
 

@@ -5,16 +5,21 @@ servers started here on 127.0.0.1, with the workload code in the images' own env
   huggingface_hub's own snapshot_download (2.4 in the pretrain image, 0.36 in the finetune
   image) pulls model and dataset repos the test commits, at a revision, resumes an
   interrupted download, and each failure gets its own reason;
-- moto's S3 server (``moto[server]``, ThreadedMotoServer): boto3 fetches objects and prefixes,
+- moto's S3 server (``moto_server`` from ``moto[server]``, in a venv of its own:
+  helpers/s3-server.lock): boto3 fetches objects and prefixes,
   a real pretrain stage uploads its output there, which the next stage's fetch reads back.
 """
 
 from __future__ import annotations
 
+import base64
+import fcntl
+import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import REPO, WORKLOADS_SRC, free_port, image_env, make_stage
+from .conftest import CACHE, HELPERS, REPO, WORKLOADS_SRC, free_port, image_env, make_stage
 from .helpers.hub_server import Hub, wait_stalled
 
 pytestmark = pytest.mark.workload
@@ -42,13 +47,48 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     h.stop()
 
 
-@pytest.fixture(scope="module")
-def s3() -> Iterator[dict[str, str]]:
-    from moto.server import ThreadedMotoServer
+def s3_venv() -> Path:
+    """moto's server and boto3 in a venv of their own (helpers/s3-server.lock; not in the repo
+    venv, where kubernetes needs python-dateutil>=3 and botocore <3), cached like the image
+    environments, keyed by the lock file's hash."""
+    lock = HELPERS / "s3-server.lock"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
+    venv = CACHE / "venvs" / f"s3-server-{digest}"
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with (venv.parent / ".s3-server.lock").open("w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        if not (venv / ".complete").exists():
+            shutil.rmtree(venv, ignore_errors=True)
+            py = os.environ.get("INTERNLM_VENV_PYTHON", "python3.11")
+            subprocess.run(["uv", "venv", "-q", "--python", py, str(venv)], check=True)
+            pip = ["uv", "pip", "install", "-q", "--python", f"{venv}/bin/python"]
+            subprocess.run([*pip, "--no-deps", "-r", str(lock)], check=True)
+            (venv / ".complete").touch()
+    return venv
 
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """moto's S3 server (``moto_server``) on 127.0.0.1, and the env the workloads get."""
+    venv = s3_venv()
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    log = (tmp_path_factory.mktemp("s3") / "moto.log").open("wb")
+    proc = subprocess.Popen(
+        [f"{venv}/bin/moto_server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=_env(Path(log.name).parent, {}),
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto_server did not start: {Path(log.name).read_text()[-2000:]}")
+            time.sleep(0.2)
     env = {
         "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": S3_KEY_ID,
@@ -57,21 +97,55 @@ def s3() -> Iterator[dict[str, str]]:
         "INTERNLM_S3_ADDRESSING_STYLE": "path",
     }
     yield env
-    server.stop()
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(30)
+    log.close()
+
+
+class S3Client:
+    """A boto3 S3 client of the server, in the s3-server venv: ``c.put_object(Bucket=...)``
+    runs that call there (bytes travel base64-encoded) and returns its JSON-able answer."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def __getattr__(self, method: str) -> Any:
+        def call(*args: Any, **kw: Any) -> Any:
+            def enc(v: Any) -> Any:
+                return {"__b64__": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
+
+            doc = json.dumps(
+                {"m": method, "a": [enc(a) for a in args], "k": {k: enc(v) for k, v in kw.items()}}
+            )
+            code = (
+                "import base64, json, sys, boto3\n"
+                "from botocore.config import Config\n"
+                "d = json.loads(sys.stdin.read())\n"
+                "dec = lambda v: base64.b64decode(v['__b64__']) "
+                "if isinstance(v, dict) and '__b64__' in v else v\n"
+                "c = boto3.client('s3', config=Config(s3={'addressing_style': 'path'}))\n"
+                "kw = {k: dec(v) for k, v in d['k'].items()}\n"
+                "r = getattr(c, d['m'])(*map(dec, d['a']), **kw)\n"
+                "print(json.dumps(r, default=str))\n"
+            )
+            res = subprocess.run(
+                [f"{s3_venv()}/bin/python", "-c", code],
+                input=doc,
+                capture_output=True,
+                text=True,
+                env=_env(Path("/tmp"), self.env),
+                check=False,
+                timeout=120,
+            )
+            if res.returncode != 0:
+                pytest.fail(f"s3 {method} failed: {res.stderr[-2000:]}")
+            return json.loads(res.stdout.strip().splitlines()[-1])
+
+        return call
 
 
 def client(env: dict[str, str]) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
-    )
+    return S3Client(env)
 
 
 def _env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -433,29 +507,35 @@ def _tokens(path: Path) -> Path:
 
 @pytest.mark.timeout(900)
 def test_stage_output_uploaded_and_next_stage_reads_it(s3: dict[str, str], tmp_path: Path) -> None:
-    """A real pretrain stage (its S3 input fetched first) uploads its output when it
-    succeeded; the next stage's S3 input, the model it reported, is fetched from the bucket."""
+    """A real pretrain stage, its S3 input fetched first by the init container's command,
+    reports what was fetched and uploads its output when it succeeded; the next stage's S3
+    input, the model it reported, is fetched from the bucket."""
     c = client(s3)
     c.create_bucket(Bucket="runs")
     c.upload_file(str(_tokens(tmp_path / "corpus.bin")), "runs", "data/corpus.bin")
+    fetched_dir = str(tmp_path / "inputs" / ".fetched")
+    init = Fetch(
+        "pretrain",
+        tmp_path / "init",
+        [
+            {
+                "name": "data",
+                "source": "s3://runs/data/corpus.bin",
+                "dest": str(tmp_path / "inputs" / "data" / "corpus.bin"),
+            }
+        ],
+        {**s3, "INTERNLM_FETCHED_DIR": fetched_dir},
+    )
+    assert init.run() == 0, init.log()[-3000:]
     env = {
         **s3,
         "INTERNLM_OUTPUT_URI": "s3://runs/pretrain-1",
-        "INTERNLM_INPUTS": json.dumps(
-            [
-                {
-                    "name": "data",
-                    "source": "s3://runs/data/corpus.bin",
-                    "dest": str(tmp_path / "inputs" / "data" / "corpus.bin"),
-                }
-            ]
-        ),
+        "INTERNLM_FETCHED_DIR": fetched_dir,
         "NPROC_PER_NODE": "1",
         "NNODES": "1",
         "NODE_RANK": "0",
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(free_port()),
-        "INTERNLM_FETCH_ATTEMPTS": "1",
     }
     run = make_stage(
         "pretrain",

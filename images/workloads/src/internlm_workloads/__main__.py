@@ -3,10 +3,10 @@
 Exit codes: 0 success; 1 a permanent failure (bad config, missing input, tool failure), with
 ``ok: false`` and a one-line reason in the termination message; 128+N when stopped by signal N.
 
-Before the stage runs, the inputs in ``INTERNLM_INPUTS`` are fetched (hub repos, S3 objects);
-after it succeeded, the output directory is uploaded to ``INTERNLM_OUTPUT_URI`` (S3)
-(``transfer.py``). ``python -m internlm_workloads fetch`` only fetches (an init container's
-job).
+``python -m internlm_workloads fetch`` fetches the input in ``INTERNLM_INPUTS`` (hub repos,
+S3 objects: the ``fetch-<input>`` init containers); a stage reports what they fetched
+(``INTERNLM_FETCHED_DIR``) and, once it succeeded, uploads its output directory to
+``INTERNLM_OUTPUT_URI`` (S3) (``transfer.py``).
 """
 
 from __future__ import annotations
@@ -37,9 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(os.environ.get("INTERNLM_CONFIG", "/etc/internlm/config.json"), stage)
         module = importlib.import_module(f".stages.{stage}", __package__)
         start_progress_server()
-        inputs = transfer.inputs_from_env()
-        fetched = transfer.fetch_all(inputs) if inputs else []
         result = dict(module.run(cfg) or {})
+        fetched = transfer.fetched_records()
         uploaded = transfer.upload_output(os.environ.get("INTERNLM_OUTPUT_DIR") or cfg.output_dir)
         if fetched:
             result["fetched"] = fetched

@@ -1,7 +1,8 @@
 """Inputs fetched before a stage starts, outputs uploaded after it succeeded
 (docs/workload-contract.md, "Inputs and outputs from hubs and object stores").
 
-The operator lists what a pod must fetch in ``INTERNLM_INPUTS`` (JSON, no secrets):
+The operator renders one ``fetch-<input>`` init container per input
+(``python -m internlm_workloads fetch``), the input in ``INTERNLM_INPUTS`` (JSON, no secrets):
 
     [{"name": "model", "source": "hf://owner/repo@rev", "dest": "/mnt/inputs/model",
       "repoType": "model", "allowPatterns": ["*.json", "*.safetensors"]}, ...]
@@ -13,8 +14,10 @@ the environment the operator sets from Secrets (``HF_TOKEN``, ``MODELSCOPE_API_T
 ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``; endpoint ``AWS_ENDPOINT_URL_S3``,
 ``HF_ENDPOINT``, ``MODELSCOPE_ENDPOINT``); they are never logged or reported.
 
-With ``INTERNLM_OUTPUT_URI`` (``s3://bucket/prefix``) the output directory is uploaded there
-once the stage has succeeded (by rank 0 of a multi-node job).
+What each fetched (repo, commit, bytes, files) is left in ``INTERNLM_FETCHED_DIR`` on the
+inputs volume; the stage adds it to its own result (``fetched``). With ``INTERNLM_OUTPUT_URI``
+(``s3://bucket/prefix``) the output directory is uploaded there once the stage has succeeded
+(by rank 0 of a multi-node job).
 
 Every failure is a :class:`TransferError`: a one-line reason starting with its kind
 (``RepoNotFound``, ``RevisionNotFound``, ``Unauthorized``, ``BucketNotFound``,
@@ -37,6 +40,7 @@ from typing import Any
 from .report import EXIT_TRANSIENT, StageError, log, one_line
 
 INPUTS_ENV = "INTERNLM_INPUTS"
+FETCHED_DIR_ENV = "INTERNLM_FETCHED_DIR"
 OUTPUT_URI_ENV = "INTERNLM_OUTPUT_URI"
 ADDRESSING_ENV = "INTERNLM_S3_ADDRESSING_STYLE"
 ATTEMPTS_ENV = "INTERNLM_FETCH_ATTEMPTS"
@@ -552,13 +556,46 @@ def upload_output(out_dir: str | None) -> dict[str, Any] | None:
     return upload_dir(Path(out_dir), uri)
 
 
+def _record(fetched: list[dict[str, Any]]) -> None:
+    """Leave what was fetched in ``INTERNLM_FETCHED_DIR`` (on the inputs volume), for the
+    stage's result."""
+    where = os.environ.get(FETCHED_DIR_ENV, "").strip()
+    if not where:
+        return
+    from .report import write_json_atomic
+
+    for f in fetched:
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in str(f["name"]))
+        try:
+            write_json_atomic(Path(where) / f"{safe}.json", f)
+        except OSError as e:  # best effort: the input itself is there
+            log(f"cannot record what input {f['name']} fetched: {e}")
+
+
+def fetched_records() -> list[dict[str, Any]]:
+    """What the ``fetch-*`` init containers of this pod fetched (``INTERNLM_FETCHED_DIR``)."""
+    where = os.environ.get(FETCHED_DIR_ENV, "").strip()
+    if not where or not Path(where).is_dir():
+        return []
+    out = []
+    for p in sorted(Path(where).glob("*.json")):
+        try:
+            doc = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(doc, dict):
+            out.append(doc)
+    return out
+
+
 def main() -> int:
-    """``python -m internlm_workloads fetch``: fetch ``INTERNLM_INPUTS`` (the ModelServe
-    init container), result in the termination message."""
+    """``python -m internlm_workloads fetch``: fetch ``INTERNLM_INPUTS`` (what a
+    ``fetch-<input>`` init container runs), result in the termination message."""
     from .report import write_termination
 
     try:
         fetched = fetch_all(inputs_from_env())
+        _record(fetched)
     except StageError as e:
         write_termination({"ok": False, "reason": e.reason, **e.extra})
         return e.exit_code

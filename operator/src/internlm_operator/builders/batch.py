@@ -17,6 +17,7 @@ from .common import (
     container,
     container_resources,
     hub_env,
+    hub_includes,
     pod_spec,
     render,
     secret_env,
@@ -79,28 +80,33 @@ def shape(kind: str, spec: Any) -> tuple[int, int]:
     return nodes, int(spec.resources.gpus_per_node)
 
 
-def _inputs(kind: str, spec: Any, upstream: Mapping[str, str]) -> dict[str, str]:
-    """Input key -> location string, per kind."""
-    locs: dict[str, str] = {}
+def _sources(kind: str, spec: Any) -> dict[str, Any]:
+    """Input key -> source model (ModelSource, DatasetSource, StorageLocation), per kind."""
+    srcs: dict[str, Any] = {}
     if kind == "TrainJob":
         if spec.model.source is not None:
-            locs["model"] = source_location(spec.model.source, upstream.get("model"))
+            srcs["model"] = spec.model.source
         if spec.model.tokenizer is not None:
-            locs["tokenizer"] = source_location(spec.model.tokenizer, upstream.get("tokenizer"))
-        locs["data"] = source_location(spec.data)
+            srcs["tokenizer"] = spec.model.tokenizer
+        srcs["data"] = spec.data
     elif kind == "FineTune":
-        locs["model"] = source_location(spec.model, upstream.get("model"))
-        locs["dataset"] = source_location(spec.dataset)
+        srcs["model"] = spec.model
+        srcs["dataset"] = spec.dataset
     elif kind == "EvalRun":
         if spec.target.model is not None:
-            locs["model"] = source_location(spec.target.model, upstream.get("model"))
+            srcs["model"] = spec.target.model
         if spec.target.tokenizer is not None:
-            locs["tokenizer"] = source_location(spec.target.tokenizer, upstream.get("tokenizer"))
+            srcs["tokenizer"] = spec.target.tokenizer
         for c in spec.custom_datasets or []:
-            locs[f"custom:{c.name}"] = source_location(c)
+            srcs[f"custom:{c.name}"] = c
         if spec.data is not None:
-            locs["evalData"] = source_location(spec.data)
-    return locs
+            srcs["evalData"] = spec.data
+    return srcs
+
+
+def _inputs(kind: str, spec: Any, upstream: Mapping[str, str]) -> dict[str, str]:
+    """Input key -> location string, per kind."""
+    return {k: source_location(s, upstream.get(k)) for k, s in _sources(kind, spec).items()}
 
 
 def build(inp: BatchInputs) -> BatchChildren:
@@ -114,7 +120,11 @@ def build(inp: BatchInputs) -> BatchChildren:
     pull = spec.image_pull_policy or inp.pull_policy
 
     storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class)
-    paths = {k: storage.mount(k, loc) for k, loc in _inputs(o.kind, spec, inp.upstream).items()}
+    srcs = _sources(o.kind, spec)
+    paths = {
+        k: storage.mount(k, loc, hub_includes(srcs[k]))
+        for k, loc in _inputs(o.kind, spec, inp.upstream).items()
+    }
     output_dir = storage.output(getattr(spec, "output", None))
 
     rendered = render(
@@ -147,6 +157,7 @@ def build(inp: BatchInputs) -> BatchChildren:
         env += [{"name": k, "value": v} for k, v in NCCL_ENV.items()]
     env += [{"name": k, "value": v} for k, v in sorted(rendered.env.items())]
     env += storage.hub_env
+    env += storage.fetched_env()
     api_key = inp.extra.get("apiKeySecret")
     if api_key is not None:
         env.append(secret_env("OPENAI_API_KEY", api_key))

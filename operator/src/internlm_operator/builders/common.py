@@ -26,6 +26,14 @@ PVC_ROOT = "/mnt/pvc"
 INPUTS_ROOT = "/mnt/inputs"
 LOCAL_OUTPUT = "/mnt/output"
 INPUTS_VOLUME = "inputs"
+INPUTS_ENV = "INTERNLM_INPUTS"
+"""The input a ``fetch-<input>`` init container fetches (a JSON list of one entry;
+docs/workload-contract.md)."""
+FETCHED_DIR_ENV = "INTERNLM_FETCHED_DIR"
+FETCHED_DIR = f"{INPUTS_ROOT}/.fetched"
+"""Where each fetch leaves what it fetched (repo, commit, size) for the stage's result."""
+FETCH_COMMAND = ["python", "-m", "internlm_workloads", "fetch"]
+FETCHED_SCHEMES = ("hf://", "ms://", "s3://")
 CACHE_SIZE = {"TrainJob": "500Gi", "FineTune": "200Gi", "EvalRun": "200Gi", "ModelServe": "200Gi"}
 """Size of the hub download cache when it is a generic ephemeral volume (a default storage
 class is set): the models (and, for the batch kinds, datasets) a pod downloads from the
@@ -180,14 +188,45 @@ def secret_env(name: str, ref: Any) -> dict[str, Any]:
 
 
 def hub_env(spec: Any) -> list[dict[str, Any]]:
-    """The model hub tokens of ``spec.hubTokens`` as env vars from their Secrets."""
+    """What fetching and uploading need: the model hub tokens of ``spec.hubTokens`` and the
+    object-store credentials of ``spec.objectStore`` as env vars from their Secrets, and the
+    object-store endpoint, region and addressing style."""
     env = []
     tokens = getattr(spec, "hub_tokens", None)
     if tokens is not None and tokens.hugging_face is not None:
         env.append(secret_env("HF_TOKEN", tokens.hugging_face))
     if tokens is not None and tokens.model_scope is not None:
         env.append(secret_env("MODELSCOPE_API_TOKEN", tokens.model_scope))
+    return env + object_store_env(spec)
+
+
+def object_store_env(spec: Any) -> list[dict[str, Any]]:
+    """``spec.objectStore`` as the env boto3 reads (AWS_ENDPOINT_URL_S3, AWS_DEFAULT_REGION,
+    the key pair from its Secrets) and the addressing style (path with an endpoint)."""
+    store = getattr(spec, "object_store", None)
+    if store is None:
+        return []
+    env: list[dict[str, Any]] = []
+    if store.endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL_S3", "value": store.endpoint})
+    if store.region:
+        env.append({"name": "AWS_DEFAULT_REGION", "value": store.region})
+    style = store.addressing_style or ("path" if store.endpoint else None)
+    if style:
+        env.append({"name": "INTERNLM_S3_ADDRESSING_STYLE", "value": style})
+    if store.access_key_id is not None and store.secret_access_key is not None:
+        env.append(secret_env("AWS_ACCESS_KEY_ID", store.access_key_id))
+        env.append(secret_env("AWS_SECRET_ACCESS_KEY", store.secret_access_key))
     return env
+
+
+def hub_includes(src: Any) -> list[str] | None:
+    """``include`` of a huggingFace / modelScope source, else None."""
+    for attr in ("hugging_face", "model_scope"):
+        repo = getattr(src, attr, None)
+        if repo is not None and repo.include:
+            return [str(p) for p in repo.include]
+    return None
 
 
 def scheduling(spec: Any) -> dict[str, Any]:
@@ -341,6 +380,8 @@ class Storage:
     cache_storage_class: str | None = None
     cache_size: str = "200Gi"
     cache_labels: Mapping[str, str] = field(default_factory=dict)
+    # What the pod fetches (INTERNLM_INPUTS entries), one ``fetch-<input>`` init container each
+    fetches: list[dict[str, Any]] = field(default_factory=list)
 
     def _pvc(self, claim: str, read_only: bool) -> str:
         vol = f"pvc-{claim}"[:63]
@@ -371,36 +412,48 @@ class Storage:
             template["metadata"] = {"labels": dict(self.cache_labels)}
         return {"name": INPUTS_VOLUME, "ephemeral": {"volumeClaimTemplate": template}}
 
-    def mount(self, key: str, loc: str) -> str:
-        """Make ``loc`` available in the pod; returns the path (or URI) the workload uses."""
+    def mount(self, key: str, loc: str, include: list[str] | None = None) -> str:
+        """Make ``loc`` available in the pod; returns the path (or URI) the workload uses.
+        Hub repos and ``s3://`` objects are fetched into ``/mnt/inputs/<key>`` (an S3 object
+        or prefix keeps its last path segment: ``/mnt/inputs/<key>/<name>``)."""
         if loc.startswith("pvc://"):
             claim, path = split_pvc(loc)
             root = self._pvc(claim, read_only=True)
             return f"{root}/{path}" if path else root
+        if not loc.startswith(FETCHED_SCHEMES):
+            return loc  # another object-store / HTTP URI: passed to the workload as is
+        self._inputs()
+        safe = key.replace(":", "-")
+        dest = f"{INPUTS_ROOT}/{safe}"
+        if loc.startswith("s3://"):
+            bucket, _, path = loc[len("s3://") :].partition("/")
+            dest += "/" + (path.rstrip("/").rsplit("/", 1)[-1] or bucket)
+        entry: dict[str, Any] = {"name": key, "source": loc, "dest": dest}
         if loc.startswith(("hf://", "ms://")):
-            self._inputs()
-            repo, _, rev = loc[5:].partition("@")
-            dest = f"{INPUTS_ROOT}/{key.replace(':', '-')}"
-            if loc.startswith("hf://"):
-                cmd = ["huggingface-cli", "download", repo, "--local-dir", dest]
-                if rev:
-                    cmd += ["--revision", rev]
-            else:
-                cmd = ["modelscope", "download", "--model", repo, "--local_dir", dest]
-                if rev:
-                    cmd += ["--revision", rev]
-            self.init_containers.append(
-                {
-                    "name": f"fetch-{key.replace(':', '-').replace('_', '-').lower()}"[:63],
-                    "image": self.image,
-                    "imagePullPolicy": self.pull_policy,
-                    "command": cmd,
-                    "env": list(self.hub_env),
-                    "volumeMounts": [{"name": INPUTS_VOLUME, "mountPath": INPUTS_ROOT}],
-                }
-            )
-            return dest
-        return loc  # an object-store / HTTP URI: the workload reads it directly
+            entry["repoType"] = "dataset" if is_dataset_key(key) else "model"
+        if include:
+            entry["allowPatterns"] = list(include)
+        self.fetches.append(entry)
+        self.init_containers.append(
+            {
+                "name": f"fetch-{safe.replace('_', '-').lower()}"[:63],
+                "image": self.image,
+                "imagePullPolicy": self.pull_policy,
+                "command": list(FETCH_COMMAND),
+                "env": [
+                    {"name": INPUTS_ENV, "value": _compact([entry])},
+                    {"name": FETCHED_DIR_ENV, "value": FETCHED_DIR},
+                    *self.hub_env,
+                ],
+                "volumeMounts": [{"name": INPUTS_VOLUME, "mountPath": INPUTS_ROOT}],
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+            }
+        )
+        return dest
+
+    def fetched_env(self) -> list[dict[str, Any]]:
+        """For the main container: where the init containers left what they fetched."""
+        return [{"name": FETCHED_DIR_ENV, "value": FETCHED_DIR}] if self.fetches else []
 
     def output(self, loc: Any) -> str:
         """Mount the output location read-write; returns INTERNLM_OUTPUT_DIR."""
@@ -416,6 +469,15 @@ class Storage:
         self.volumes.setdefault("output", {"name": "output", "emptyDir": {}})
         self.mounts.setdefault("output", {"name": "output", "mountPath": LOCAL_OUTPUT})
         return LOCAL_OUTPUT
+
+
+def is_dataset_key(key: str) -> bool:
+    """Whether an input key names a dataset (a Hub dataset repo) rather than a model."""
+    return key in ("data", "dataset", "evalData") or key.startswith("custom:")
+
+
+def _compact(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
 
 def storage_for(

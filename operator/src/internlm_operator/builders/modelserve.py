@@ -23,6 +23,7 @@ from .common import (
     container,
     container_resources,
     hub_env,
+    hub_includes,
     pod_spec,
     render,
     secret_env,
@@ -105,10 +106,10 @@ class ServeChildren:
 
 def _location(src: Any, resolved: str | None, what: str) -> str:
     loc = source_location(src, resolved)
-    if not loc.startswith(("pvc://", "hf://", "ms://")):
+    if not loc.startswith(("pvc://", "hf://", "ms://", "s3://")):
         raise InvalidSpec(
             f"{what} {loc!r} cannot be served: the server reads a local directory, so use a "
-            "pvc, huggingFace or modelScope source (or a producer writing to a PVC)"
+            "pvc, huggingFace, modelScope or s3:// source (or a producer writing to one)"
         )
     return loc
 
@@ -130,10 +131,11 @@ def build(inp: ServeInputs) -> ServeChildren:
 
     storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class)
     model_loc = _location(spec.model, inp.model_location, "the model")
-    paths = {"model": storage.mount("model", model_loc)}
+    paths = {"model": storage.mount("model", model_loc, hub_includes(spec.model))}
     for a in spec.adapters or []:
         loc = _location(a.source, inp.adapter_locations.get(a.name), f"adapter {a.name}")
-        paths[f"adapter:{a.name}"] = storage.mount(f"adapter:{a.name}", loc)
+        key = f"adapter:{a.name}"
+        paths[key] = storage.mount(key, loc, hub_includes(a.source))
 
     rendered = render(
         o,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -119,6 +120,9 @@ def pod_failure(
             name,
             counted=reason not in UNCOUNTED,
         )
+    init = init_failure(pod, retryable_codes)
+    if init is not None:
+        return init
     t = terminated(pod, container)
     deleted = bool(pod.get("metadata", {}).get("deletionTimestamp"))
     if deleted and (not t or int(t.get("exitCode", 0)) >= 128):
@@ -149,7 +153,42 @@ def pod_failure(
         return Failure(True, "RetryableExitCode", f"pod {name} exited {code}{suffix}", name, result)
     if code == 0:
         return None
-    return Failure(False, "ExitCode", f"pod {name} exited {code}{suffix}", name, result)
+    return Failure(False, _kind(result), f"pod {name} exited {code}{suffix}", name, result)
+
+
+# The workload names some failures itself (``failure`` in its result: RepoNotFound,
+# BucketNotFound, UploadFailed, ...; docs/workload-contract.md): that is the reason.
+_FAILURE_KIND = re.compile(r"^[A-Z][A-Za-z0-9]{0,63}$")
+
+
+def _kind(result: Mapping[str, Any] | None, default: str = "ExitCode") -> str:
+    kind = str((result or {}).get("failure") or "")
+    return kind if _FAILURE_KIND.match(kind) else default
+
+
+def init_failure(pod: Mapping[str, Any], retryable_codes: Iterable[int] = ()) -> Failure | None:
+    """A failed init container (the ``fetch-<input>`` downloads): permanent with the reason its
+    result names (RepoNotFound, Unauthorized, NoSpaceLeft, ...; FetchFailed if none), retried
+    for exit 75 (the source did not answer), a signal or a retryable code."""
+    name = pod.get("metadata", {}).get("name")
+    for cs in pod.get("status", {}).get("initContainerStatuses") or []:
+        t = (cs.get("state") or {}).get("terminated")
+        if not t or int(t.get("exitCode", 0)) == 0:
+            continue
+        code = int(t["exitCode"])
+        result = parse_result(t.get("message"))
+        detail = str((result or {}).get("reason") or t.get("reason") or "").strip()
+        msg = f"pod {name}: {cs.get('name')} exited {code}" + (
+            f": {detail[:512]}" if detail else ""
+        )
+        if code == EXIT_TRANSIENT:
+            return Failure(True, "Transient", msg, name, result)
+        if code >= 128 or code in set(retryable_codes):
+            return Failure(
+                True, "Signal" if code >= 128 else "RetryableExitCode", msg, name, result
+            )
+        return Failure(False, _kind(result, "FetchFailed"), msg, name, result)
+    return None
 
 
 def classify(

@@ -13,6 +13,7 @@ them, servers crashing, or the Agent's model endpoint gone), plus the kstatus pa
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -28,6 +29,7 @@ from .conditions import (
     parse_time,
     transitions,
 )
+from .failures import parse_result
 from .stuck import REASONS as STUCK_REASONS
 from .stuck import Stuck, of_pods, replica_failure, startup_budget
 
@@ -107,10 +109,15 @@ def _deploy_condition(deploy: Mapping[str, Any], type_: str) -> Mapping[str, Any
 def crash(
     pods: Sequence[Mapping[str, Any]], now: dt.datetime, window: float = CRASH_WINDOW_SECONDS
 ) -> tuple[str, str] | None:
-    """(reason, message) when a server is crashing or crashed within ``window`` seconds."""
+    """(reason, message) when a server is crashing or crashed within ``window`` seconds, or
+    cannot start because a ``fetch-*`` init container failed (its own reason: RepoNotFound,
+    Unauthorized, ...; the kubelet retries it meanwhile)."""
     for p in pods:
         name = p.get("metadata", {}).get("name", "?")
         st = p.get("status", {})
+        fetch = fetch_failure(p)
+        if fetch is not None:
+            return fetch
         for cs in st.get("containerStatuses") or []:
             waiting = (cs.get("state") or {}).get("waiting") or {}
             if waiting.get("reason") in BAD_WAITING:
@@ -132,6 +139,27 @@ def crash(
                 )[:1024]
         if st.get("phase") == "Failed" and st.get("reason") in ("Evicted", "OOMKilled"):
             return str(st["reason"]), f"pod {name}: {st.get('message') or st['reason']}"[:1024]
+    return None
+
+
+def fetch_failure(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) of a failed ``fetch-*`` init container: the ``failure`` its result
+    names (docs/workload-contract.md), else ``FetchFailed``."""
+    name = pod.get("metadata", {}).get("name", "?")
+    for cs in pod.get("status", {}).get("initContainerStatuses") or []:
+        if not str(cs.get("name", "")).startswith("fetch-"):
+            continue
+        for t in (
+            (cs.get("state") or {}).get("terminated"),
+            (cs.get("lastState") or {}).get("terminated"),
+        ):
+            if not t or t.get("exitCode") in (0, None):
+                continue
+            result = parse_result(t.get("message")) or {}
+            kind = str(result.get("failure") or "")
+            reason = kind if re.fullmatch(r"[A-Z][A-Za-z0-9]{0,63}", kind) else "FetchFailed"
+            detail = str(result.get("reason") or t.get("reason") or "failed")[:800]
+            return reason, f"pod {name}: {cs['name']}: {detail}"[:1024]
     return None
 
 

@@ -145,6 +145,17 @@ class HubRepo(ApiModel):
         default=None,
         description="Branch, tag or commit to fetch; the repository's default branch if unset.",
     )
+    include: (
+        list[Annotated[str, Field(min_length=1, max_length=256, description="A glob pattern.")]]
+        | None
+    ) = Field(
+        default=None,
+        max_length=32,
+        description=(
+            "Fetch only the files matching one of these glob patterns (e.g. *.json, "
+            "*.safetensors, tokenizer*); every file of the repository if unset."
+        ),
+    )
 
 
 class PVCLocation(ApiModel):
@@ -529,6 +540,52 @@ class PodSecurityContext(ApiModel):
     )
 
 
+class ObjectStore(ApiModel):
+    """How the pods reach the S3 or S3-compatible store of the resource's ``s3://`` inputs and
+    outputs. The credentials are Secret references, exposed to the pods as AWS_ACCESS_KEY_ID and
+    AWS_SECRET_ACCESS_KEY; without them the pods use what the node or the pod identity gives."""
+
+    endpoint: Annotated[str, Field(max_length=2048, pattern=HTTP_URL_PATTERN)] | None = Field(
+        default=None,
+        description=(
+            "URL of an S3-compatible server (MinIO, Ceph RGW, SeaweedFS, ...), e.g. "
+            "http://minio.storage:9000; AWS S3 if unset."
+        ),
+    )
+    region: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description="Region of the buckets (us-east-1 if unset)."
+    )
+    access_key_id: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the access key id."
+    )
+    secret_access_key: SecretKeyRef | None = Field(
+        default=None, description="Secret key holding the secret access key."
+    )
+    addressing_style: Literal["path", "virtual", "auto"] | None = Field(
+        default=None,
+        description=(
+            "Bucket addressing: path (http://host/bucket/key, what most S3-compatible servers "
+            "need; the default with an endpoint), virtual (http://bucket.host/key) or auto "
+            "(botocore's choice; the default without an endpoint)."
+        ),
+    )
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "has(self.accessKeyId) == has(self.secretAccessKey)",
+                "accessKeyId and secretAccessKey are set together",
+            ),
+        )
+    )
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("accessKeyId and secretAccessKey are set together")
+        return self
+
+
 class WorkloadCommon(ApiModel):
     """Fields every kind carries for its pods."""
 
@@ -550,6 +607,10 @@ class WorkloadCommon(ApiModel):
     )
     hub_tokens: HubTokens | None = Field(
         default=None, description="Secrets with model hub tokens for private or gated repos."
+    )
+    object_store: ObjectStore | None = Field(
+        default=None,
+        description="Endpoint and credentials for the s3:// inputs and outputs of the pods.",
     )
     pod_security_context: PodSecurityContext | None = Field(
         default=None,
