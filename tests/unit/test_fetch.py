@@ -248,3 +248,39 @@ def test_a_modelserve_whose_fetch_fails_is_degraded_with_the_reason() -> None:
     )
     got = crash([pod], dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     assert got is not None and got[0] == "Unauthorized"
+
+
+def test_status_inputs_from_the_result() -> None:
+    from internlm_operator.api.v1alpha1 import FetchedInput
+    from internlm_operator.status.results import inputs
+
+    result = {
+        "ok": True,
+        "fetched": [
+            {
+                "name": "model",
+                "source": "hf://internlm/internlm2_5-7b-chat@main",
+                "revision": "a" * 40,
+                "bytes": 15476981248,
+                "files": 17,
+                "seconds": 210.4,
+            },
+            {"name": "dataset", "source": "s3://data/sft.jsonl", "bytes": True, "files": -1},
+            {"source": "no name"},
+            "not a row",
+        ],
+    }
+    rows = inputs(result)
+    assert rows == [
+        {
+            "name": "model",
+            "source": "hf://internlm/internlm2_5-7b-chat@main",
+            "revision": "a" * 40,
+            "bytes": 15476981248,
+            "files": 17,
+        },
+        {"name": "dataset", "source": "s3://data/sft.jsonl"},
+    ]
+    for r in rows:  # what the status schema takes
+        FetchedInput.model_validate(r)
+    assert inputs(None) == [] and inputs({"ok": False, "reason": "x"}) == []

@@ -234,3 +234,6 @@ def set_outputs(
     outs = results.outputs(result, output_dir, defaults, translate_for(spec))
     if outs:
         status["outputs"] = outs
+    fetched = results.inputs(result)  # what the fetch-<input> init containers fetched
+    if fetched:
+        status["inputs"] = fetched

@@ -32,6 +32,24 @@ def outputs(
     return out
 
 
+def inputs(result: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """status.inputs: what the pod fetched (the result's ``fetched``: name, source, the commit
+    or ETag, bytes, files), well-formed rows only, at most 32."""
+    rows: list[dict[str, Any]] = []
+    for f in (result or {}).get("fetched") or []:
+        if not isinstance(f, Mapping) or not f.get("name") or not f.get("source"):
+            continue
+        row: dict[str, Any] = {"name": str(f["name"])[:256], "source": str(f["source"])[:2048]}
+        if f.get("revision"):
+            row["revision"] = str(f["revision"])[:128]
+        for key in ("bytes", "files"):
+            v = f.get(key)
+            if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+                row[key] = v
+        rows.append(row)
+    return rows[:32]
+
+
 def _families(thresholds: Sequence[Mapping[str, Any]], datasets: Sequence[str]) -> set[str]:
     return {score_match.base_name(str(n)) for n in [*datasets, *(t["dataset"] for t in thresholds)]}
 

@@ -701,6 +701,24 @@ class Outputs(ApiModel):
     )
 
 
+class FetchedInput(ApiModel):
+    """What the pods fetched for one input (a hub repo or an s3:// object), as the workload
+    reported it."""
+
+    name: Annotated[str, Field(max_length=256)] = Field(
+        description="The input: model, dataset, data, tokenizer, custom:<name>, ..."
+    )
+    source: Annotated[str, Field(max_length=2048)] = Field(
+        description="hf://<repo>[@rev], ms://<repo>[@rev] or s3://<bucket>/<key>."
+    )
+    revision: Annotated[str, Field(max_length=128)] | None = Field(
+        default=None,
+        description="The commit the revision resolved to (hub), or the object's ETag (S3).",
+    )
+    bytes: int | None = Field(default=None, ge=0, description="Bytes fetched.")
+    files: int | None = Field(default=None, ge=0, description="Files fetched.")
+
+
 BatchPhase = Literal["Pending", "Waiting", "Running", "Succeeded", "Failed", "Suspended"]
 ServicePhase = Literal["Pending", "Waiting", "Progressing", "Ready", "Degraded", "Failed"]
 
@@ -748,6 +766,11 @@ class BatchStatus(StatusBase):
     )
     restarts: int | None = Field(default=None, ge=0, description="Gang restarts so far.")
     outputs: Outputs | None = Field(default=None, description="Where the results are.")
+    inputs: list[FetchedInput] | None = Field(
+        default=None,
+        max_length=32,
+        description="What was fetched from hubs and object stores (repo, commit, size).",
+    )
 
 
 class TrainingStatus(BatchStatus):
