@@ -335,6 +335,19 @@ def test_hub_failures_have_their_own_reason(
     f.no_secrets()
 
 
+def test_modelscope_missing_repo(hub: Hub, tmp_path: Path) -> None:
+    """modelscope's own snapshot_download against a server on loopback (MODELSCOPE_ENDPOINT)
+    that has no such repo (answers 404 to its file listing): RepoNotFound. The hub fixture
+    serves no ModelScope repo, so only this failure path is exercised end to end."""
+    inp = {"name": "model", "source": "ms://acme/no-such-model", "dest": str(tmp_path / "m")}
+    f = Fetch("pretrain", tmp_path, [inp], {"MODELSCOPE_ENDPOINT": hub.url, "HOME": str(tmp_path)})
+    assert f.run() == 1, f.log()[-3000:]
+    res = f.result()
+    assert res["failure"] == "RepoNotFound", res
+    assert "acme/no-such-model" in res["reason"] and hub.url in res["reason"]
+    assert hub.seen("GET", "/api/v1/models/acme/no-such-model/")
+
+
 def test_private_repo_with_the_token(hub: Hub, tmp_path: Path) -> None:
     commit = hub.add("model", "acme/private-model", {"config.json": b'{"a": 1}'}, private=True)
     dest = tmp_path / "m"

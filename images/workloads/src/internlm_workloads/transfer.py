@@ -389,9 +389,15 @@ def fetch_ms(inp: Input) -> Fetched:
         if _no_space(e):
             raise TransferError("NoSpaceLeft", f"{what} into {dest}: {e}") from e
         text = str(e).lower()
-        if isinstance(e, merr.AuthenticationError | merr.PermissionDeniedError):
+        code = getattr(getattr(e, "response", None), "status_code", None)
+        endpoint = os.environ.get("MODELSCOPE_ENDPOINT") or "https://www.modelscope.cn"
+        what = f"{what} on {endpoint}"
+        if isinstance(e, merr.AuthenticationError | merr.PermissionDeniedError) or code in (
+            401,
+            403,
+        ):
             raise TransferError("Unauthorized", f"{what}: {e}") from e
-        if isinstance(e, merr.NotExistError):
+        if isinstance(e, merr.NotExistError) or code == 404:
             kind = "RevisionNotFound" if rev and "revision" in text else "RepoNotFound"
             raise TransferError(kind, f"{what}: {e}") from e
         if isinstance(e, merr.NetworkError):
