@@ -1,5 +1,7 @@
 """GPU benchmark for the workload images: DeepSpeed training throughput/MFU of a random ~1B
-Llama-style model, and LMDeploy serving throughput of a random model.
+Llama-style model, InternEvo training throughput (tokens/s per GPU) of the same shape through
+the operator's rendered config and the pretrain stage's InternEvo worker, and LMDeploy serving
+throughput of a random model.
 
 Run each part in its image's environment (images/workloads/envs.sh creates them):
 
@@ -7,11 +9,14 @@ Run each part in its image's environment (images/workloads/envs.sh creates them)
     PRE=$(echo "$envs" | awk '/^pretrain/{print $2}')
     SRV=$(echo "$envs" | awk '/^serve/{print $2}')
     $PRE/bin/python bench/gpu_train_serve.py train --steps 300 --out train.json
+    $PRE/bin/python bench/gpu_train_serve.py internevo --steps 50 --out internevo.json
     $SRV/bin/python bench/gpu_train_serve.py serve --out serve.json
 
 ``--dry-run`` runs the same code at a tiny size on CPU (DeepSpeed's CPU accelerator, gloo) to
-check the script itself; serving is skipped there (LMDeploy inference is CUDA-only).
-Everything is random and local: no hub access (the tokenizer is trained here).
+check the script itself; serving is skipped there (LMDeploy inference is CUDA-only), and the
+InternEvo part renders its config and launches the worker, which stops with InternEvo's
+CUDA-only reason (docs/internevo.md). Everything is random and local: no hub access (the
+tokenizer is trained here).
 """
 
 from __future__ import annotations
@@ -156,6 +161,166 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_internevo_data(folder: Path, vocab: int, seq: int, docs: int) -> None:
+    """Random documents in InternEvo's tokenised format: <folder>/<type>/*.bin (one JSON
+    {"tokens": [...]} per line) with its .bin.meta index (offset, length) per document."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (folder / "en").mkdir(parents=True, exist_ok=True)
+    meta, offset = [], 0
+    with open(folder / "en" / "train.bin", "wb") as f:
+        for _ in range(docs):
+            n = int(rng.integers(seq // 2, seq * 2))
+            line = (json.dumps({"tokens": rng.integers(1, vocab, n).tolist()}) + "\n").encode()
+            meta.append((offset, n))
+            f.write(line)
+            offset += len(line)
+    with open(folder / "en" / "train.bin.meta", "wb") as f:
+        np.save(f, np.array(meta, dtype=np.int64))
+
+
+def internevo_config(
+    work: Path, size: dict[str, Any], gpus: int, seq: int, micro: int, steps: int, zero1: int | None
+) -> tuple[Path, str]:
+    """The operator's own rendering of a 1-node TrainJob (framework internevo)."""
+    sys.path.insert(0, str(REPO / "operator" / "src"))
+    from internlm_operator.api.v1alpha1 import parse
+    from internlm_operator.runtimes import RenderContext, for_resource
+    from internlm_operator.runtimes.internevo import layout_for
+
+    hf = {"architectures": ["InternLM2ForCausalLM"], "model_type": "internlm2", **size}
+    doc = {
+        "apiVersion": "internlm.io/v1alpha1",
+        "kind": "TrainJob",
+        "metadata": {"name": "bench-internevo"},
+        "spec": {
+            "framework": "internevo",
+            "model": {"config": hf},
+            "data": {"pvc": {"claimName": "bench", "path": "data"}, "format": "tokenized"},
+            "output": {"pvc": {"claimName": "bench", "path": "out"}},
+            "nodes": 1,
+            "resources": {"gpusPerNode": gpus},
+            "parallelism": {} if zero1 is None else {"zero1": zero1},
+            "optimization": {
+                "globalBatchSize": micro * max(1, gpus),
+                "microBatchSize": micro,
+                "seqLength": seq,
+                "maxSteps": steps,
+                "precision": "bf16" if gpus else "fp32",
+            },
+            "checkpoint": {"interval": 10**6, "resume": False},
+        },
+    }
+    spec = parse(doc).spec
+    ctx = RenderContext(
+        kind="TrainJob",
+        namespace="bench",
+        name="bench-internevo",
+        uid="0",
+        spec=spec,
+        paths={"data": str(work / "data")},
+        output_dir=str(work / "out"),
+        nodes=1,
+        gpus_per_node=gpus,
+    )
+    path = work / "internevo_config.py"
+    path.write_text(for_resource("TrainJob", spec).render(ctx).files["internevo_config.py"])
+    return path, layout_for(ctx).describe()
+
+
+def internevo(args: argparse.Namespace) -> dict[str, Any]:
+    """InternEvo (the pretrain image's, 0.4.9) under torchrun, one process per GPU, through the
+    pretrain stage's worker: tokens/s per GPU, the median over the steps after the warm-up."""
+    import subprocess
+
+    import torch
+
+    gpus = 0 if args.dry_run else (args.gpus or torch.cuda.device_count())
+    if not args.dry_run and not gpus:
+        raise SystemExit("no GPU: run with --dry-run")
+    size = SIZES["tiny" if args.dry_run else args.size]
+    seq = 128 if args.dry_run else args.seq_len  # the API's minimum seqLength
+    micro = 2 if args.dry_run else args.micro_batch
+    warmup = 2 if args.dry_run else args.warmup
+    steps = warmup + (min(args.steps, 4) if args.dry_run else args.steps)
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        write_internevo_data(
+            work / "data", size["vocab_size"], seq, docs=max(64, 4 * steps * micro * max(1, gpus))
+        )
+        config, layout = internevo_config(work, size, gpus, seq, micro, steps, args.zero1)
+        env = dict(os.environ)
+        env.update(
+            INTERNEVO_CONFIG=str(config),
+            INTERNLM_OUTPUT_DIR=str(work / "out"),
+            INTERNLM_WORKER_DIR=str(work),
+            INTERNLM_PROGRESS_FILE=str(work / "progress.json"),
+            PYTHONPATH=os.pathsep.join(
+                [str(REPO / "images" / "workloads" / "src"), env.get("PYTHONPATH", "")]
+            ),
+            OMP_NUM_THREADS="4",
+        )
+        (work / "out").mkdir()
+        argv = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={max(1, gpus)}"]
+        argv += ["--master_addr=127.0.0.1", f"--master_port={args.port + 1}"]
+        argv += ["-m", "internlm_workloads.stages.internevo_worker"]
+        log(f"InternEvo: {layout}")
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        errors = sorted(work.glob("error-rank-*.txt"))
+        reason = errors[0].read_text().strip() if errors else proc.stderr.strip()[-500:]
+        metrics_file = work / "out" / "metrics.jsonl"
+        rows = (
+            [json.loads(x) for x in metrics_file.read_text().splitlines()]
+            if metrics_file.exists()
+            else []
+        )
+    res: dict[str, Any] = {
+        "part": "internevo",
+        "layout": layout,
+        "gpus": gpus,
+        "wallSeconds": round(wall, 1),
+    }
+    if proc.returncode != 0 or not rows:
+        res.update(ok=False, exitCode=proc.returncode, reason=reason)
+        if args.dry_run and "InternEvo needs a CUDA device" in reason:
+            res["skipped"] = (
+                "InternEvo is CUDA-only (dry run on CPU): config rendered, worker launched"
+            )
+        log(json.dumps(res))
+        return res
+    timed = sorted(r["tokensPerSecondPerGPU"] for r in rows[warmup:]) or [0.0]
+    # InternEvo's model is not built in this process: N from the shape (GQA attention, SwiGLU)
+    h, layers, vocab = size["hidden_size"], size["num_hidden_layers"], size["vocab_size"]
+    kv = size["num_key_value_heads"] / size["num_attention_heads"]
+    n_params = layers * (h * h * (2 + 2 * kv) + 3 * h * size["intermediate_size"]) + 2 * vocab * h
+    per_gpu = timed[len(timed) // 2]
+    flops_per_token = 6 * n_params + 12 * layers * h * seq
+    name = torch.cuda.get_device_name(0) if gpus else "cpu"
+    peak = peak_tflops(name, args.peak_tflops) if gpus else None
+    achieved = per_gpu * flops_per_token / 1e12
+    res.update(
+        ok=True,
+        device=name,
+        params=n_params,
+        seqLength=seq,
+        microBatch=micro,
+        steps=len(rows),
+        tokensPerSecondPerGPU=round(per_gpu, 1),
+        achievedTFLOPs=round(achieved, 2),
+        mfu=round(achieved / peak, 4) if peak else None,
+        lossFirst=round(rows[0]["loss"], 4),
+        lossLast=round(rows[-1]["loss"], 4),
+    )
+    log(json.dumps(res))
+    return res
+
+
 def make_random_model(out: Path, size: dict[str, Any]) -> None:
     """A random Llama with a tokenizer trained here (no hub)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -255,7 +420,9 @@ def guard_network() -> None:
 def main(argv: list[str] | None = None) -> int:
     guard_network()
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("part", nargs="?", choices=["train", "serve", "all"], default="all")
+    ap.add_argument(
+        "part", nargs="?", choices=["train", "internevo", "serve", "all"], default="all"
+    )
     ap.add_argument("--dry-run", action="store_true", help="tiny model on CPU")
     ap.add_argument("--size", choices=sorted(SIZES), default="1b")
     ap.add_argument("--steps", type=int, default=300)
@@ -266,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grad-ckpt", action="store_true")
     ap.add_argument("--peak-tflops", type=float, default=None)
     ap.add_argument("--port", type=int, default=29517)
+    ap.add_argument("--gpus", type=int, default=0, help="internevo: GPUs (default: all)")
+    ap.add_argument("--zero1", type=int, default=None, help="internevo: parallelism.zero1")
     ap.add_argument("--requests", type=int, default=256)
     ap.add_argument("--in-len", type=int, default=512)
     ap.add_argument("--out-len", type=int, default=256)
@@ -274,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     if args.part in ("train", "all"):
         results.append(train(args))
+    if args.part in ("internevo", "all"):
+        results.append(internevo(args))
     if args.part in ("serve", "all"):
         results.append(serve(args))
     text = json.dumps(results, indent=1)

@@ -152,6 +152,9 @@ def test_model_in_internevo_terms() -> None:
     llama = {"architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2, "hidden_size": 64}
     llama |= {"num_attention_heads": 4, "vocab_size": 256, "intermediate_size": 172}
     assert model_dict(llama)[0] == "LLAMA2"
+    # a key the model type's builder has no parameter for is dropped and named
+    t, m, unused = model_dict({**llama, "max_position_embeddings": 4096})
+    assert "max_position_embeddings" not in m and unused == ["max_position_embeddings"]
     # InternEvo's own names pass through
     native = {"model_type": "INTERNLM", "num_layers": 2, "hidden_size": 64, "mlp_ratio": 2}
     native |= {"num_attention_heads": 4, "vocab_size": 256}

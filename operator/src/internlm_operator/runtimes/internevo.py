@@ -46,6 +46,11 @@ INTERNEVO_KEYS = frozenset(
         "use_dynamic_ntk_rope",
     }
 )
+# keys a model type's builder (InternEvo 0.4.9) has no parameter for
+NOT_ACCEPTED = {
+    "INTERNLM": frozenset({"num_kv_attention_heads", "no_bias", "adapt_hf"}),
+    "LLAMA2": frozenset({"max_position_embeddings", "use_dynamic_ntk_rope"}),
+}
 REQUIRED = ("num_layers", "hidden_size", "num_attention_heads", "vocab_size")
 DTYPES = {"bf16": "torch.bfloat16", "fp16": "torch.float16", "fp32": "torch.float32"}
 
@@ -64,8 +69,9 @@ class Layout:
     reason: str  # why this zero1
 
     def describe(self) -> str:
+        procs = f"{self.world} process{'es' if self.world != 1 else ''}"
         return (
-            f"{self.world} processes: data {self.data} x tensor {self.tensor} ({self.mode}) x "
+            f"{procs}: data {self.data} x tensor {self.tensor} ({self.mode}) x "
             f"pipeline {self.pipeline}, weight {self.weight}, zero1 {self.zero1} ({self.reason})"
         )
 
@@ -175,11 +181,14 @@ def model_dict(config: dict[str, Any]) -> tuple[str, dict[str, Any], list[str]]:
     missing = [k for k in REQUIRED if k not in model]
     if missing:
         raise InvalidSpec(f"model.config lacks {', '.join(missing)} (framework internevo)")
+    given = set(model)
     model.setdefault("num_kv_attention_heads", model["num_attention_heads"])
     model.setdefault("mlp_ratio", 8 / 3)
-    if model_type == "INTERNLM":  # InternLM (v1) has no grouped-query attention
-        model.pop("num_kv_attention_heads")
-    return model_type or DEFAULT_MODEL_TYPE, model, sorted(unused)
+    model_type = model_type or DEFAULT_MODEL_TYPE
+    for k in NOT_ACCEPTED.get(model_type, ()):  # InternLM (v1) has no grouped-query attention
+        if model.pop(k, None) is not None and k in given:
+            unused.append(k)
+    return model_type, model, sorted(unused)
 
 
 def _lr(ctx: RenderContext, steps: int) -> tuple[float, str]:

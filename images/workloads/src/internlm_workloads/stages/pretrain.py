@@ -120,17 +120,45 @@ def run(cfg: StageConfig) -> dict[str, Any]:
 
 
 def _run_internevo(spec: PretrainSpec, out: Path) -> dict[str, Any]:
-    """InternEvo runs its own training script with the config the operator rendered."""
-    cfg_path = Path(os.environ.get("INTERNLM_CONFIG", "/etc/internlm/config.json")).parent
-    cfg_file = cfg_path / "internevo_config.py"
-    if not cfg_file.exists():
+    """InternEvo's own training (``internevo_worker`` under torchrun) with the config the
+    operator rendered next to config.json (docs/internevo.md)."""
+    cfg_file = Path(os.environ.get("INTERNLM_CONFIG", "/etc/internlm/config.json")).parent
+    cfg_file = Path(os.environ.get("INTERNEVO_CONFIG", cfg_file / "internevo_config.py"))
+    if not cfg_file.is_file():
         raise StageError(f"framework internevo needs {cfg_file} (rendered by the operator)")
-    script = os.environ.get("INTERNEVO_TRAIN_SCRIPT", "/opt/InternEvo/train.py")
-    if not Path(script).exists():
-        raise StageError(f"InternEvo is not installed in this image ({script} not found)")
-    log(f"InternEvo: {script} --config {cfg_file}")
-    argv = torchrun_argv("internlm_workloads.stages.pretrain_worker")  # replaced below
-    argv = [*argv[: argv.index("-m", 3)], script, "--config", str(cfg_file), "--launcher", "torch"]
-    run_tool(argv, "InternEvo training")
-    ckpts = out / "checkpoints"
-    return {"outputs": {"checkpoints": str(ckpts)}}
+    scratch = Path(tempfile.mkdtemp(prefix="internlm-internevo-"))
+    env = dict(os.environ)
+    env["INTERNLM_OUTPUT_DIR"] = str(out)
+    env["INTERNLM_WORKER_DIR"] = str(scratch)
+    env["INTERNEVO_CONFIG"] = str(cfg_file)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    grace = max(spec.checkpoint.stop_grace_seconds - STOP_MARGIN, 5)
+    layout = [x for x in cfg_file.read_text().splitlines() if x.startswith("# layout: ")]
+    log(f"InternEvo: {cfg_file}" + (f", {layout[0][2:]}" if layout else ""))
+    try:
+        try:
+            run_tool(
+                torchrun_argv("internlm_workloads.stages.internevo_worker", shutdown_timeout=grace),
+                "InternEvo training",
+                env=env,
+                grace=grace + STOP_MARGIN / 2,
+            )
+        except StageError as e:
+            reasons = sorted(scratch.glob("error-rank-*.txt"))
+            if reasons:
+                e.reason = reasons[0].read_text().strip()
+            raise
+        result_file = scratch / "result.json"
+        node_rank = os.environ.get("NODE_RANK", os.environ.get("JOB_COMPLETION_INDEX", "0"))
+        if not result_file.exists():
+            if node_rank != "0":  # global rank 0 runs on node 0 and reports
+                return {"outputs": {"checkpoints": str(out / "checkpoints")}}
+            raise StageError("InternEvo training exited 0 but wrote no result")
+        done: dict[str, Any] = json.loads(result_file.read_text())
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    step = int(done["step"])
+    return {
+        "outputs": {"checkpoints": done["checkpoints"]},
+        "checkpoint": {"step": step, "path": f"{done['checkpoints']}/{step}"},
+    }
