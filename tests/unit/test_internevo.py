@@ -224,3 +224,22 @@ def test_deepspeed_refuses_internevo_only_fields() -> None:
         doc["spec"]["framework"] = "deepspeed"
         with pytest.raises(InvalidSpec, match="framework deepspeed shards with"):
             render(doc)
+
+
+def test_the_sample_renders_the_layout_it_documents() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "samples" / "trainjob-internevo.yaml"
+    doc = yaml.safe_load(path.read_text())
+    text = render(doc)["internevo_config.py"]
+    assert (
+        "# layout: 32 processes: data 32 x tensor 1 (mtp) x pipeline 1, weight 1, zero1 8" in text
+    )
+    c = config_values(text)
+    assert c["parallel"]["zero1"]["size"] == 8
+    assert (c["data"]["micro_bsz"], c["data"]["micro_num"]) == (4, 8)  # 1024 = 4 x 8 x 32
+    assert c["model"]["mlp_ratio"] == 4.0 and c["model"]["num_kv_attention_heads"] == 8
+    # tokenBudget / (globalBatchSize x seqLength), rounded up
+    assert c["TOTAL_STEP"] == -(-200_000_000_000 // (1024 * 4096))

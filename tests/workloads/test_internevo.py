@@ -161,6 +161,18 @@ def test_every_rendered_config_passes_internevos_own_loader_and_checks(
 
 
 @pytest.mark.timeout(600)
+def test_the_internevo_sample_passes_internevos_own_checks(tmp_path: Path) -> None:
+    import yaml
+
+    sample = Path(__file__).resolve().parents[2] / "samples" / "trainjob-internevo.yaml"
+    config, want = render(yaml.safe_load(sample.read_text()), tmp_path)
+    got = internevo_check(config, want["world"])
+    assert got["unknown_model_keys"] == [] and got["model_type"] == "INTERNLM2_PUBLIC", got
+    assert (got["data"], got["zero1"], got["dtype"]) == (32, 8, "torch.bfloat16"), got
+    assert len({r // 8 for r in got["zero1_ranks"]}) == 1, got["zero1_ranks"]
+
+
+@pytest.mark.timeout(600)
 def test_internevo_cannot_train_on_cpu_exact_error(tmp_path: Path) -> None:
     """One process, gloo, a tiny model: InternEvo's own launch on CPU stops at its seed
     manager, which asserts an accelerator (the stage's reason cites it). The rendezvous and the
