@@ -314,8 +314,8 @@ def internevo(args: argparse.Namespace) -> dict[str, Any]:
         tokensPerSecondPerGPU=round(per_gpu, 1),
         achievedTFLOPs=round(achieved, 2),
         mfu=round(achieved / peak, 4) if peak else None,
-        lossFirst=round(rows[0]["loss"], 4),
-        lossLast=round(rows[-1]["loss"], 4),
+        lossFirst=rows[0]["loss"],
+        lossLast=rows[-1]["loss"],
     )
     log(json.dumps(res))
     return res

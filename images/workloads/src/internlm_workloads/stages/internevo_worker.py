@@ -75,6 +75,7 @@ def train() -> dict[str, Any]:
         load_new_batch,
     )
     from internlm.utils.common import get_current_device, launch_time
+    from internlm.utils.gputest import empty_cache_and_diag
 
     initialize_distributed_env(config=str(CONFIG), launcher="torch", seed=1024)
     c = gpc.config
@@ -129,10 +130,15 @@ def train() -> dict[str, Any]:
     if rank == 0:
         log(f"InternEvo: {world} ranks, resumed at step {resumed}, {total} steps")
     metrics = Path(os.environ.get("INTERNLM_OUTPUT_DIR", ".")) / "metrics.jsonl"
+    ckpt_root = Path(str(c.ckpt.save_ckpt_folder).removeprefix("local:"))
+    last_ckpt: dict[str, Any] | None = None
     trainer.train()
     it = iter(train_dl)
-    loss_value = float("nan")
+    loss_value: float | None = None
     for batch_count in range(train_state.batch_count, total):
+        # InternEvo's own housekeeping: launch disabled the garbage collector, this collects
+        # (and empties the CUDA cache) every data.empty_cache_and_diag_interval steps
+        empty_cache_and_diag(batch_count, interval=c.data.empty_cache_and_diag_interval)
         t0 = time.time()
         batch, it = load_new_batch(train_dl=train_dl, train_iter=it, train_state=train_state)
         train_state.batch_count = batch_count
@@ -146,7 +152,8 @@ def train() -> dict[str, Any]:
         ok, _ = trainer.step()
         if ok:
             train_state.step_count += 1
-        loss_value = float(out[2])
+        # the loss lives on the last pipeline stage; rank 0 is on the first (None when pp > 1)
+        loss_value = None if out[2] is None else float(out[2])
         seconds = time.time() - t0
         if rank == 0:
             row = {
@@ -158,8 +165,13 @@ def train() -> dict[str, Any]:
             }
             with metrics.open("a") as f:
                 f.write(json.dumps(row) + "\n")
-            write_progress({**row, "totalSteps": total})
-        if ckpt.try_save_checkpoint(train_state):
+        stop = ckpt.try_save_checkpoint(train_state)
+        step_dir = ckpt_root / str(train_state.step_count)
+        if rank == 0 and step_dir.is_dir():  # InternEvo saved this step (its <step>/ folder)
+            last_ckpt = {"step": train_state.step_count, "path": str(step_dir)}
+        if rank == 0:
+            write_progress({**row, "totalSteps": total, "checkpoint": last_ckpt})
+        if stop:
             break
     ckpt.wait_async_upload_finish()
     return {
