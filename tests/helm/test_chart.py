@@ -220,7 +220,10 @@ def _assert_least_privilege(rules: set[tuple[str, str, str]]) -> None:
         "list",
         "watch",
     }
-    assert {v for g, res, v in rules if res == "events"} == {"create"}
+    # create: our Events; list: a pending Job's FailedCreate Events (status.stuck)
+    assert {v for g, res, v in rules if res == "events"} == {"create", "list"}
+    # Before creating pods: do the PVCs and ConfigMaps they name exist (get only)?
+    assert {v for g, res, v in rules if res == "persistentvolumeclaims"} == {"get"}
     for k in KINDS:
         # Only read (kopf writes nothing on them); creating and deleting them is the user's call.
         assert {v for g, res, v in rules if res == k} == {"get", "list", "watch"}
@@ -288,6 +291,15 @@ def test_rbac_clusterwide_by_default(helm: Helm) -> None:
     assert crb["subjects"] == [
         {"kind": "ServiceAccount", "name": "rel-internlm-operator", "namespace": "internlm-system"}
     ]
+
+
+def test_rbac_check_secrets_is_opt_in_and_get_only(helm: Helm) -> None:
+    def secret_verbs(*sets: str) -> set[str]:
+        roles = {r["metadata"]["name"]: r for r in by_kind(helm.template(*sets), "ClusterRole")}
+        return {v for _, res, v in _rules(roles["rel-internlm-operator"]) if res == "secrets"}
+
+    assert secret_verbs() == set()
+    assert secret_verbs("rbac.checkSecrets=true") == {"get"}
 
 
 def test_rbac_namespaced_with_watch_namespaces(helm: Helm) -> None:

@@ -103,6 +103,9 @@ NEEDED = [
     ],
     ("list", "pods", ()),
     ("create", "events", ()),
+    ("list", "events", ()),
+    ("get", "persistentvolumeclaims", ()),
+    ("get", "configmaps", ()),
 ]
 
 FORBIDDEN_IN_WATCHED = [

@@ -54,6 +54,10 @@ def test_sample_completes_with_children(
     cluster: Cluster, namespace: str, operator: OperatorHandle
 ) -> None:
     doc = sample("trainjob")
+    # The hub token Secret the sample names (the operator checks it exists before creating).
+    cluster.kubectl(
+        "create", "secret", "generic", "hf-token", "-n", namespace, "--from-literal=token=t"
+    )
     tj = apply(cluster, namespace, doc)
     name = doc["metadata"]["name"]
     job = wait_until("the Job", tj.job, timeout=60)

@@ -96,6 +96,18 @@ one Role per watched namespace.
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [create, patch, delete]
+# Before creating a Job or Deployment: do the PVCs and ConfigMaps its pods name exist?
+# (metadata-only GETs; the status says which one is missing)
+- apiGroups: [""]
+  resources: [persistentvolumeclaims, configmaps]
+  verbs: [get]
+{{- if .Values.rbac.checkSecrets }}
+# rbac.checkSecrets: the same check for Secrets (metadata-only GETs, but RBAC cannot tell a
+# metadata read from a read of the data: this lets the operator read Secrets).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
   verbs: [create, patch, delete]
@@ -106,10 +118,11 @@ one Role per watched namespace.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
-# Events for every transition a user wants to see.
+# Events for every transition a user wants to see; a pending Job's own Events are listed
+# for FailedCreate (a quota, Pod Security or an admission webhook refusing its pods).
 - apiGroups: [""]
   resources: [events]
-  verbs: [create]
+  verbs: [create, list]
 {{- end }}
 
 {{/* Cluster-scoped reads kopf needs: it watches CRDs to notice the five kinds appearing. */}}
