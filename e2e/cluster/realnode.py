@@ -11,6 +11,7 @@ upstream, and a CNI bridge ``cni-local0`` (10.88.0.0/16). The node's IP is 10.87
     realnode.py down            stop it and undo everything it changed on the host
     realnode.py status          say what runs
     realnode.py import <tar>    import an image archive (docker-archive or oci-archive)
+    realnode.py rmi <ref>       remove an imported image (frees its snapshots)
     realnode.py base-image      build (or reuse) the cached Debian minbase image archive
 
 Nothing leaves the machine: pods have no masquerading and forwarded pod traffic to anything
@@ -33,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -503,7 +505,39 @@ def import_image(path: str | os.PathLike[str]) -> list[str]:
     if not ours(read_pid("containerd")):
         raise NodeError("the real node's containerd is not running (realnode.py up)")
     res = ctr("images", "import", str(path), timeout=600)
+    discard_layer_blobs(path)
     return re.findall(r"unpacking (\S+) \(", res.stdout)
+
+
+def archive_layers(path: str | os.PathLike[str]) -> list[str]:
+    """The layer digests of an oci-archive's images ([] for other archive kinds)."""
+    try:
+        with tarfile.open(path) as tar:
+            index = json.load(tar.extractfile("index.json"))  # type: ignore[arg-type]
+            layers = []
+            for m in index.get("manifests") or []:
+                blob = "blobs/" + m["digest"].replace(":", "/", 1)
+                manifest = json.load(tar.extractfile(blob))  # type: ignore[arg-type]
+                layers += [layer["digest"] for layer in manifest.get("layers") or []]
+            return layers
+    except (KeyError, tarfile.TarError, ValueError):
+        return []
+
+
+def discard_layer_blobs(path: str | os.PathLike[str]) -> None:
+    """Drop the compressed layer blobs once unpacked, as the CRI plugin's
+    ``discard_unpacked_layers`` does for pulls: the snapshots are what containers run from, and
+    a torch image's blobs are another ~3.5 GB of disk per image on the node."""
+    layers = archive_layers(path)
+    if layers:
+        ctr("content", "rm", *layers, timeout=300)
+
+
+def remove_image(ref: str) -> None:
+    """Remove an image from the node's containerd; its snapshots go with containerd's GC."""
+    if not ours(read_pid("containerd")):
+        raise NodeError("the real node's containerd is not running (realnode.py up)")
+    ctr("images", "rm", "--sync", ref, timeout=600)
 
 
 # ---------------------------------------------------------------------------- configuration
@@ -926,8 +960,8 @@ def status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status", "import", "base-image"])
-    parser.add_argument("archive", nargs="?")
+    parser.add_argument("command", choices=["up", "down", "status", "import", "rmi", "base-image"])
+    parser.add_argument("archive", nargs="?", help="import: an image archive; rmi: an image")
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
@@ -938,6 +972,10 @@ def main(argv: list[str] | None = None) -> int:
             if not args.archive:
                 parser.error("import needs an image archive")
             print("\n".join(import_image(args.archive)))
+        elif args.command == "rmi":
+            if not args.archive:
+                parser.error("rmi needs an image reference")
+            remove_image(args.archive)
         elif args.command == "base-image":
             print(ensure_base_image())
         else:

@@ -122,6 +122,9 @@ class RealCluster(Cluster):
     def import_image(self, archive: Path | str, timeout: float = 900) -> None:
         self.launcher("realnode.py", "import", str(archive), timeout=timeout)
 
+    def remove_image(self, ref: str, timeout: float = 600) -> None:
+        self.launcher("realnode.py", "rmi", ref, timeout=timeout)
+
 
 def make_cluster(state: Path, port_base: int) -> RealCluster:
     c = RealCluster(kubeconfig=state / "kubeconfig", kubectl_bin=localcluster.binaries()["kubectl"])
