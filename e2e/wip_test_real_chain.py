@@ -119,15 +119,20 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: build_archive(name, tmp) for name in STAGE_IMAGES}
 
 
+def import_image(c: RealCluster, archive: Path) -> None:
+    t0 = time.monotonic()
+    c.import_image(archive)
+    log(f"{archive.name} imported in {time.monotonic() - t0:.0f}s")
+
+
 @pytest.fixture(scope="module")
 def real(archives: dict[str, Path]) -> Iterator[RealCluster]:
-    """The cluster, with the batch stages' images imported (the serving ones: see
-    ``serving_images``)."""
+    """The cluster, with the first stages' images imported. Each torch image is ~9 GB
+    unpacked on the node, so the others come (and go) as the chain reaches them: eval once the
+    TrainJob is done (pretrain is removed then), serve and agent for the serving half."""
     with real_node_cluster("test_real_chain", STATE, PORT_BASE) as c:
-        for archive in archives.values():
-            t0 = time.monotonic()
-            c.import_image(archive)
-            log(f"{archive.name} imported in {time.monotonic() - t0:.0f}s")
+        for name in ("finetune", "pretrain"):
+            import_image(c, archives[name])
         for f in sorted((REPO / "crds").glob("*.yaml")):
             c.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
         c.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
@@ -251,7 +256,11 @@ TIMES: dict[str, float] = {}
 
 @pytest.mark.timeout(1800)
 def test_trainjob_then_finetune_then_evalruns(
-    real: RealCluster, operator: OperatorHandle, volumes: dict[str, Path], ns: str
+    real: RealCluster,
+    operator: OperatorHandle,
+    volumes: dict[str, Path],
+    ns: str,
+    archives: dict[str, Path],
 ) -> None:
     c = real
     docs = [
@@ -274,6 +283,9 @@ def test_trainjob_then_finetune_then_evalruns(
     assert prog["step"] == prog["totalSteps"] == 8 and math.isfinite(prog["loss"]), prog
     assert st["outputs"]["model"] == "pvc://models/trainjobs/base/hf", st
     log(f"TrainJob Succeeded in {TIMES['trainjob']:.0f}s: {prog}")
+    # while the FineTune runs: the EvalRuns' image in, the TrainJob's out (disk)
+    c.remove_image(image_ref("pretrain"))
+    import_image(c, archives["eval"])
 
     st = finished(ft, 1200)
     TIMES["finetune"] = time.monotonic() - t0 - TIMES["trainjob"]
@@ -317,11 +329,10 @@ def test_trainjob_then_finetune_then_evalruns(
 def serving_images(real: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The serve and agent images, imported when the serving half of the chain runs."""
     tmp = tmp_path_factory.mktemp("build-serving")
+    for name in ("finetune", "eval"):  # the batch half is done: room for the serving images
+        real.remove_image(image_ref(name))
     for name in realchain.SERVING_IMAGES:
-        archive = build_archive(name, tmp)
-        t0 = time.monotonic()
-        real.import_image(archive)
-        log(f"{archive.name} imported in {time.monotonic() - t0:.0f}s")
+        import_image(real, build_archive(name, tmp))
 
 
 def pod_ip(c: RealCluster, ns: str, selector: str) -> str:

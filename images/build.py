@@ -112,7 +112,14 @@ CHECKS: dict[str, list[tuple[str, list[str]]]] = {
         (_WL_USER, _WL_HELP),
         (
             _WL_USER,
-            _imports("torch:torch", "xtuner:xtuner", "peft:peft", "deepspeed:deepspeed"),
+            # cv2: what xtuner train's mmengine runner loads (it needs libxcb unless headless)
+            _imports(
+                "torch:torch",
+                "xtuner:xtuner",
+                "peft:peft",
+                "deepspeed:deepspeed",
+                "cv2:opencv-python-headless",
+            ),
         ),
     ],
     "eval": [(_WL_USER, _WL_HELP), (_WL_USER, _imports("torch:torch", "opencompass:opencompass"))],
