@@ -3,7 +3,8 @@
 # kube-scheduler, kubectl, kwok), helm, and the real node's kubelet, kube-proxy and CoreDNS
 # from pinned versions through the Go module proxy,
 # into a cache outside the repository keyed by version. A warm cache makes this a no-op.
-# Also the kstatus checker (hack/kstatus, keyed by a hash of its sources).
+# Also the kstatus checker (hack/kstatus, keyed by a hash of its sources), and Kueue with its
+# CRD and webhook manifests from the module source (for tests/integration/test_kueue.py).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -157,10 +158,31 @@ build_kstatus() {
   (cd "$src" && go build -ldflags "-s -w" -o "$dest.tmp" . && mv "$dest.tmp" "$dest")
 }
 
+# Kueue (cold: ~12 min on 2 busy cores). Its go.mod has no replace directives, so a plain
+# `go install` builds it; the CRDs and webhook manifests come from the same module source in
+# the Go module cache (`go list -m -f '{{.Dir}}'`) and are cached next to the binary.
+build_kueue() {
+  local dir="$BIN/kueue-$KUEUE_VERSION"
+  [[ -x "$dir/kueue" && -f "$dir/webhook/manifests.yaml" && -d "$dir/crd" ]] && return
+  need_go
+  log "building Kueue $KUEUE_VERSION (cold: ~12 min on 2 busy cores)"
+  rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+  local v="sigs.k8s.io/kueue/pkg/version"
+  GOBIN="$dir.tmp" go install -ldflags "-s -w -X $v.GitVersion=$KUEUE_VERSION" \
+    "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION"
+  local src
+  src="$(cd "$dir.tmp" && go list -m -f '{{.Dir}}' "sigs.k8s.io/kueue@$KUEUE_VERSION")"
+  mkdir -p "$dir.tmp/crd" "$dir.tmp/webhook"
+  cp "$src"/config/components/crd/bases/*.yaml "$dir.tmp/crd/"
+  cp "$src/config/components/webhook/manifests.yaml" "$dir.tmp/webhook/"
+  chmod -R u+w "$dir.tmp"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 what="${1:-all}"
 case "$what" in
   all) build_etcd; go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"; build_kubernetes; build_helm
-       go_install coredns github.com/coredns/coredns "$COREDNS_VERSION"; build_kstatus;;
+       go_install coredns github.com/coredns/coredns "$COREDNS_VERSION"; build_kstatus; build_kueue;;
   etcd) build_etcd;;
   kwok) go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION";;
   kubernetes) build_kubernetes;;
@@ -168,7 +190,8 @@ case "$what" in
   # The real node's cluster DNS (~6 min cold on 2 cores: ~1.7 GB of modules).
   coredns) go_install coredns github.com/coredns/coredns "$COREDNS_VERSION";;
   kstatus) build_kstatus;;
+  kueue) build_kueue;;
   # Builds it when needed, then prints the binary's path on stdout (for the tests).
   kstatus-path) build_kstatus; kstatus_dest;;
-  *) echo "usage: $0 [all|etcd|kwok|kubernetes|helm|coredns|kstatus|kstatus-path]" >&2; exit 2;;
+  *) echo "usage: $0 [all|etcd|kwok|kubernetes|helm|coredns|kstatus|kstatus-path|kueue]" >&2; exit 2;;
 esac

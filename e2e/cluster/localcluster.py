@@ -8,7 +8,8 @@ in ``e2e/.cluster/``.
 
     localcluster.py up       start (a running healthy cluster is reused; a stale one is cleaned)
     localcluster.py up --real-node   the same, plus one real kubelet node (realnode.py)
-    localcluster.py down     stop every process it started (the real node too) and remove the state
+    localcluster.py up --kueue       the same, plus real Kueue run out of cluster (localkueue.py)
+    localcluster.py down     stop every process it started (real node, Kueue too), remove the state
     localcluster.py status   say what runs
 
 Real-node mode (``--real-node`` or ``INTERNLM_REAL_NODE=1``, needs root): the API server binds
@@ -485,6 +486,7 @@ def up(real_node: bool = False) -> None:
         log(f"already running; kubeconfig: {STATE / 'kubeconfig'}")
         return
     if any(read_pid(c) for c in COMPONENTS) or STATE.exists():
+        tear_down_kueue()
         tear_down_real_node()
         stopped = stop_all()
         log("cleaning up a stale cluster" + (f" (stopped {', '.join(stopped)})" if stopped else ""))
@@ -682,8 +684,19 @@ def release_real_node_ip() -> None:
         )
 
 
+def tear_down_kueue() -> list[str]:
+    """Stop this cluster's Kueue, if it has one, removing all it made (localkueue.py)."""
+    if not (STATE / "kueue").exists() and not read_pid("kueue"):
+        return []
+    import localkueue
+
+    localkueue.down()
+    return ["kueue"]
+
+
 def down() -> None:
-    stopped = tear_down_real_node()
+    stopped = tear_down_kueue()
+    stopped += tear_down_real_node()
     stopped += stop_all()
     release_real_node_ip()
     shutil.rmtree(STATE, ignore_errors=True)
@@ -715,10 +728,19 @@ def main(argv: list[str] | None = None) -> int:
         default=REAL_NODE_ENV,
         help="also run one real kubelet node, real-0 (default: INTERNLM_REAL_NODE=1); needs root",
     )
+    parser.add_argument(
+        "--kueue",
+        action="store_true",
+        help="also run real Kueue against it (localkueue.py; build-binaries.sh kueue builds it)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "up":
             up(real_node=args.real_node)
+            if args.kueue:
+                import localkueue
+
+                localkueue.up()
         elif args.command == "down":
             down()
         else:

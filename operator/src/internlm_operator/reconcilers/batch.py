@@ -19,7 +19,7 @@ from ..status.stuck import refs_of
 from .chain import resolve
 from .controller import Context, permanent_from
 from .objects import body, owned_by, owner_of
-from .stuck import events_of, lookup
+from .stuck import events_of, lookup, workload_for
 
 log = logging.getLogger("internlm_operator")
 STAGE = {"TrainJob": "pretrain", "FineTune": "finetune", "EvalRun": "eval"}
@@ -146,6 +146,15 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
         and len(live) < int(getattr(spec, "nodes", 1) or 1)
         else []
     )
+    # While the Job is suspended (queued in Kueue, or held by it), Kueue's reason from the
+    # Workload.
+    workload = (
+        workload_for(kube, namespace, job)
+        if job is not None
+        and job.get("spec", {}).get("suspend")
+        and not job["metadata"].get("deletionTimestamp")
+        else None
+    )
     decision = batch_status.decide(
         batch_status.BatchObservation(
             generation=gen,
@@ -165,6 +174,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
             progress=progress,
             refs_found=refs_found,
             events=job_events,
+            workload=workload,
         )
     )
     status = decision.status

@@ -6,6 +6,8 @@
   that reference is not checked.
 - :func:`events_of`: the Events of one object (a Job's ``FailedCreate``); ``[]`` without the
   permission to list Events.
+- :func:`workload_for`: Kueue's Workload of a Job (for Kueue's reason while it is queued);
+  ``None`` when Kueue is not installed (404) or the operator may not read Workloads (403).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..status.kueue import JOB_UID_LABEL, workload_of
 from ..status.stuck import Ref
 from .kube import Kube, KubeError
 
@@ -41,3 +44,19 @@ def events_of(kube: Kube, namespace: str, obj: Mapping[str, Any] | None) -> list
         if e.status == 403:
             return []
         raise
+
+
+def workload_for(kube: Kube, namespace: str, job: Mapping[str, Any] | None) -> Any:
+    uid = (job or {}).get("metadata", {}).get("uid")
+    if not uid:
+        return None
+    try:
+        found = kube.list(WORKLOAD[0], WORKLOAD[1], namespace, {JOB_UID_LABEL: str(uid)})
+    except KubeError as e:
+        if e.status in (403, 404):
+            return None
+        raise
+    return workload_of(found, str(uid))
+
+
+WORKLOAD = ("kueue.x-k8s.io/v1beta2", "Workload")

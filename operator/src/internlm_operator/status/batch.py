@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .conditions import FALSE, TRUE, Cond, merge, now_rfc3339, parse_time, transitions
 from .failures import Failure, classify, job_condition, pod_index, pod_result
+from .kueue import queued_message
 from .stuck import Ref, failed_create, missing, of_pods
 
 ATTEMPT_LABEL = "internlm.io/attempt"
@@ -49,6 +50,8 @@ class BatchObservation:
     # only looked up before the Job is created.
     refs_found: Mapping[Ref, bool | None] = field(default_factory=dict)
     events: Sequence[Mapping[str, Any]] = ()  # the Job's own Events (FailedCreate)
+    # Kueue's Workload of the Job (looked up only while the Job is suspended; None: none)
+    workload: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -527,7 +530,8 @@ def decide(obs: BatchObservation) -> BatchDecision:
             return d
         if job_suspended:
             again = " again (the run was preempted or evicted)" if phase_prev == "Running" else ""
-            return out("none", "Pending", "Queued", f"waiting for Kueue to admit the Job{again}")
+            msg = queued_message(obs.workload) or f"waiting for Kueue to admit the Job{again}"
+            return out("none", "Pending", "Queued", msg)
     else:
         if obs.suspend and not job_suspended:
             return out(
@@ -541,7 +545,8 @@ def decide(obs: BatchObservation) -> BatchDecision:
                 "none",
                 "Pending",
                 "Queued",
-                "the Job is suspended by another controller (Kueue?): waiting for it to resume",
+                queued_message(obs.workload)
+                or "the Job is suspended by another controller (Kueue?): waiting for it to resume",
             )
         if job_suspended:
             return out(

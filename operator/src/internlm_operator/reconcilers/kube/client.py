@@ -72,6 +72,7 @@ for _av, _k, _p in [
     ("internlm.io/v1alpha1", "EvalRun", "evalruns"),
     ("internlm.io/v1alpha1", "ModelServe", "modelserves"),
     ("internlm.io/v1alpha1", "Agent", "agents"),
+    ("kueue.x-k8s.io/v1beta2", "Workload", "workloads"),
 ]:
     register_kind(_av, _k, _p)
 register_kind("v1", "Node", "nodes", namespaced=False)
