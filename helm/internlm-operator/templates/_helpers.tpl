@@ -118,6 +118,10 @@ one Role per watched namespace.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list]
+# Kueue's reason while a Job is queued: the Job's Workload (403/404 tolerated: Kueue absent).
+- apiGroups: [kueue.x-k8s.io]
+  resources: [workloads]
+  verbs: [get, list]
 # Events for every transition a user wants to see; a pending Job's own Events are listed
 # for FailedCreate (a quota, Pod Security or an admission webhook refusing its pods).
 - apiGroups: [""]
