@@ -289,7 +289,12 @@ def up(manage_jobs_without_queue_name: bool = False) -> None:
     kubectl("create", "namespace", NAMESPACE, check=False)
     apply(crds())
     names = [f"crd/{c}.kueue.x-k8s.io" for c in CONVERSION_CRDS]
-    kubectl("wait", "--for=condition=Established", "--timeout=60s", *names)
+    # Just (re)created CRDs have no conditions yet, which `kubectl wait` takes as an error.
+    deadline = time.monotonic() + 60
+    while lc.kubectl("wait", "--for=condition=Established", "--timeout=10s", *names).returncode:
+        if time.monotonic() > deadline:
+            raise lc.ClusterError("Kueue's CRDs did not become Established in 60 s")
+        time.sleep(0.5)
     lc.start(
         NAME,
         [

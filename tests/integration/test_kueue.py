@@ -38,6 +38,7 @@ def kueue(cluster: Cluster) -> Iterator[None]:
         )
     # manageJobsWithoutQueueName applies only in namespaces labelled for it (one test's).
     if localkueue.main(["up", "--manage-jobs-without-queue-name"]) != 0:
+        localkueue.down()
         pytest.fail("Kueue did not start (see the [localkueue] lines above)")
     try:
         cluster.apply(
