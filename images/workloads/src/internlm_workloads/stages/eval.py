@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,38 @@ def _failed_task_reason(work: Path) -> str:
     return "no task log explains it"
 
 
+def visible_gpus() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
+
+
+# OpenCompass's LocalRunner asserts that each task's run_cfg.num_gpus GPUs are visible. The
+# operator renders the pod's GPU request, which a node may not back with devices (a CPU-only
+# node advertising nvidia.com/gpu, as the real test node does): the pod then runs on what it has.
+FIT_GPUS = """
+
+# added by the eval stage: this pod sees {visible} GPU(s)
+for _m in models:
+    if _m.get("run_cfg", {{}}).get("num_gpus", 0) > {visible}:
+        _m["run_cfg"]["num_gpus"] = {visible}
+"""
+
+
+def fit_to_visible_gpus(oc_cfg: Path, work: Path, visible: int) -> Path:
+    """The config as is, or a copy asking for no more GPUs than the pod sees."""
+    text = oc_cfg.read_text()
+    asked = [int(n) for n in re.findall(r"num_gpus=(\d+)", text)]
+    if not asked or max(asked) <= visible:
+        return oc_cfg
+    log(f"the config asks for {max(asked)} GPU(s) per task, this pod sees {visible}: {visible}")
+    fitted = work / oc_cfg.name
+    fitted.write_text(text + FIT_GPUS.format(visible=int(visible)))
+    return fitted
+
+
 def run(cfg: StageConfig) -> dict[str, Any]:
     spec: EvalSpec = cfg.spec
     out = output_dir(cfg.output_dir)
@@ -96,6 +129,7 @@ def run(cfg: StageConfig) -> dict[str, Any]:
     if spec.data_dir:
         env["COMPASS_DATA_CACHE"] = spec.data_dir
     write_progress({"phase": "running", "datasets": len(spec.datasets) + len(spec.custom_datasets)})
+    oc_cfg = fit_to_visible_gpus(oc_cfg, work, visible_gpus())
     argv = [sys.executable, "-m", "opencompass.cli.main", str(oc_cfg), "--work-dir", str(work)]
     run_tool(argv, "OpenCompass", env=env, log_path=out / "opencompass.log")
     scores, missing = read_summary(work)
