@@ -747,7 +747,9 @@ def resources(kube: Kube, namespace: str) -> list[dict[str, Any]]:
     return items
 
 
-def drive(kube: Kube, opts: Options, op: LocalOperator | None) -> list[dict[str, Any]]:
+def drive(
+    kube: Kube, opts: Options, op: LocalOperator | None, archives: dict[str, Path] | None = None
+) -> list[dict[str, Any]]:
     if opts.real:
         docs = demo_real.pipeline()
         say(
@@ -757,20 +759,37 @@ def drive(kube: Kube, opts: Options, op: LocalOperator | None) -> list[dict[str,
         for d in docs:
             d["metadata"]["namespace"] = opts.namespace
         kube.apply(docs)
-        say("Watching the pipeline (every pod runs its tool on real-0, on CPU)")
-        expected = len(docs)
-    else:
+        say("Watching the batch half (every pod runs its tool on real-0, on CPU)")
+        watch(kube, opts, op, len(docs))
+        # the serving half: its images replace the batch ones on the node (disk), then the
+        # ModelServe (gated on the EvalRun that passed) and the Agent on it
+        serving = demo_real.serving_pipeline()
+        demo_real.make_room_for_serving(archives or {}, say, note)
+        for d in serving:
+            d["metadata"]["namespace"] = opts.namespace
         say(
-            f"kubectl apply -n {opts.namespace} -f {PIPELINE.relative_to(REPO)}: "
-            "TrainJob -> FineTune -> EvalRun -> ModelServe -> Agent"
+            "Applying the serving half: "
+            + " -> ".join(f"{d['kind']}/{d['metadata']['name']}" for d in serving)
         )
-        kube.kubectl("apply", "-n", opts.namespace, "-f", str(PIPELINE))
-        say(
-            f"Watching the pipeline (the demo plays each batch workload: a pod Running for "
-            f"{opts.run_seconds:.0f}s exits 0 with its result, as docs/workload-contract.md "
-            "says)"
-        )
-        expected = len(KINDS)
+        kube.apply(serving)
+        return watch(kube, opts, op, len(docs) + len(serving))
+    say(
+        f"kubectl apply -n {opts.namespace} -f {PIPELINE.relative_to(REPO)}: "
+        "TrainJob -> FineTune -> EvalRun -> ModelServe -> Agent"
+    )
+    kube.kubectl("apply", "-n", opts.namespace, "-f", str(PIPELINE))
+    say(
+        f"Watching the pipeline (the demo plays each batch workload: a pod Running for "
+        f"{opts.run_seconds:.0f}s exits 0 with its result, as docs/workload-contract.md "
+        "says)"
+    )
+    return watch(kube, opts, op, len(KINDS))
+
+
+def watch(
+    kube: Kube, opts: Options, op: LocalOperator | None, expected: int
+) -> list[dict[str, Any]]:
+    """The resources' table until ``expected`` resources are all done (or one failed)."""
     tty = sys.stdout.isatty()
     t0 = time.monotonic()
     last: list[str] = []
@@ -847,14 +866,16 @@ def up(opts: Options) -> int:
         ensure_installed(opts)
     if opts.real:
         try:  # before the guard: a cold build installs from the package registries
-            archives = demo_real.build_images(say, note)
+            built = demo_real.build_images(say, note)
         except RuntimeError as e:
             raise DemoError(str(e)) from e
     guard = guard_network()
+    archives: dict[str, Path] = {}
     if opts.real:
         try:
+            archives = built
             demo_real.cluster_up(say, note, state_dir())
-            demo_real.import_images(archives, say, note)
+            demo_real.import_images({n: archives[n] for n in demo_real.realchain.IMAGES}, say, note)
         except RuntimeError as e:
             raise DemoError(str(e)) from e
         kube = Kube(localcluster.STATE / "kubeconfig")
@@ -871,7 +892,8 @@ def up(opts: Options) -> int:
         pipeline_storage(kube, opts)
     op = start_operator(kube, opts)
     try:
-        objs = drive(kube, opts, op)
+        objs = drive(kube, opts, op, archives)
+        answers = real_answers(kube, opts) if opts.real else []
     except BaseException:
         note("operator log (last lines):\n" + op.tail(40))
         raise
@@ -879,7 +901,7 @@ def up(opts: Options) -> int:
         op.stop()
         check_network(guard)
     if opts.real:
-        return real_summary(kube, opts, objs, time.monotonic() - t0)
+        return real_summary(kube, opts, objs, answers, time.monotonic() - t0)
     agent = next(o for o in objs if o["kind"] == "Agent")
     endpoint = (agent.get("status") or {}).get("endpoint") or "(none reported)"
     lineage = " -> ".join(
@@ -898,9 +920,23 @@ def up(opts: Options) -> int:
     return 0
 
 
-def real_summary(kube: Kube, opts: Options, objs: list[dict[str, Any]], took: float) -> int:
+def real_answers(kube: Kube, opts: Options) -> list[str]:
+    """One question to the ModelServe and one to the Agent, through their pods."""
+    lines = []
+    for kind, name, model, text in demo_real.QUESTIONS:
+        try:
+            got = demo_real.ask(kube, opts.namespace, kind, name, model, text)
+        except (OSError, RuntimeError, ValueError, KeyError) as e:
+            raise DemoError(f"{kind}/{name} did not answer {text!r}: {e}") from e
+        lines.append(f"{kind}/{name} asked {text!r}, answered {got!r}")
+    return lines
+
+
+def real_summary(
+    kube: Kube, opts: Options, objs: list[dict[str, Any]], answers: list[str], took: float
+) -> int:
     """What the real chain produced, from the statuses: the loss of each training stage, the
-    evaluation's scores and the lineage of the last stage."""
+    evaluation's scores, the endpoints, the answers and the lineage of the last stage."""
     say(f"Done in {took:.0f}s: the chain ran for real on real-0.")
     note("network guard: no connection attempt off this machine (demo and operator)")
     for o in objs:
@@ -910,12 +946,16 @@ def real_summary(kube: Kube, opts: Options, objs: list[dict[str, Any]], took: fl
             print(f"{name}: {progress(o, [])}; outputs {st.get('outputs')}")
         if st.get("scores"):
             print(f"{name}: {score(o)} (passed: {st.get('passed')})")
-    last = next(o for o in objs if o["kind"] == "EvalRun")
+        if st.get("endpoint"):
+            print(f"{name}: endpoint {st['endpoint']}")
+    for line in answers:
+        print(line)
+    last = next(o for o in objs if o["kind"] == "Agent")
     lineage = " -> ".join(
         f"{e.get('kind')}/{e.get('name')}" for e in (last.get("status") or {}).get("lineage") or []
     )
     if lineage:
-        print(f"EvalRun lineage: {lineage} -> EvalRun/{last['metadata']['name']}")
+        print(f"Agent lineage: {lineage} -> Agent/{last['metadata']['name']}")
     note(
         f"explore: {kubectl_binary()} --kubeconfig {kube.kubeconfig} get internlm -n "
         f"{opts.namespace}"

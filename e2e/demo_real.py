@@ -4,9 +4,11 @@ What differs from the simulated demo (e2e/demo.py): the local cluster is brought
 real node ``real-0`` (a real kubelet and containerd beside the kwok nodes, needs root); the
 project's CPU images are built by images/build.py (cached; cold: minutes) and imported into the
 node's containerd; the chart points the operator at them (pull policy Never); the pipeline is
-e2e/realchain.py's tiny chain (TrainJob -> FineTune -> EvalRun) on hostPath volumes, with a tiny
-random model and tokenizer made by a pod at the start, and nothing is played: every pod runs
-its tool for real, so the table shows real loss and scores.
+e2e/realchain.py's tiny chain on hostPath volumes, with a tiny random model and tokenizer made by
+a pod at the start, and nothing is played: every pod runs its tool for real. The batch half
+(TrainJob -> FineTune -> EvalRun) shows real loss and scores; then its images leave the node
+(each torch image is ~9 GB unpacked) for the serving half's: a ModelServe (`transformers serve`
+on CPU, gated on the EvalRun) and a Lagent Agent on it, each asked one question at the end.
 
 The chart's own operator Deployment stays on a simulated node (a nodeSelector and a toleration
 of the simulated nodes' taint), the operator runs here as in the simulated demo.
@@ -35,6 +37,7 @@ import realchain  # noqa: E402
 
 UID = 65532  # the user every workload pod runs as (builders/security.py WORKLOAD_UID)
 VENV_PY = REPO / ".venv" / "bin" / "python"
+ALL_IMAGES = (*realchain.IMAGES, *realchain.SERVING_IMAGES)
 
 
 def image_ref(name: str) -> str:
@@ -44,7 +47,7 @@ def image_ref(name: str) -> str:
 def helm_sets() -> list[str]:
     """The chart values that point the operator at the imported CPU images and keep the
     chart's own operator pod on a simulated node."""
-    sets = [f"workloads.images.{n}={image_ref(n)}" for n in realchain.IMAGES]
+    sets = [f"workloads.images.{n}={image_ref(n)}" for n in ALL_IMAGES]
     sets += [
         "workloads.image.pullPolicy=Never",
         "nodeSelector.type=kwok",
@@ -56,18 +59,19 @@ def helm_sets() -> list[str]:
 
 
 def build_images(say: Any, note: Any) -> dict[str, Path]:
-    """images/build.py for the chain's images: a no-op when cached, minutes cold."""
+    """images/build.py for the chain's images (both halves): a no-op when cached, minutes
+    cold."""
     summary = localcluster.CACHE / "images" / "demo-build.json"
     summary.parent.mkdir(parents=True, exist_ok=True)
     say(
         "Building the CPU images "
-        + ", ".join(realchain.IMAGES)
-        + " (images/build.py: cached after the first time; cold about 20 minutes on 2 cores)"
+        + ", ".join(ALL_IMAGES)
+        + " (images/build.py: cached after the first time; cold about 30 minutes on 2 cores)"
     )
     t0 = time.monotonic()
     res = subprocess.run(
         [str(VENV_PY), str(REPO / "images" / "build.py"), "--json", str(summary),
-         *realchain.IMAGES],
+         *ALL_IMAGES],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -101,7 +105,7 @@ def cluster_up(say: Any, note: Any, state_dir: Path) -> None:
 
 
 def import_images(archives: dict[str, Path], say: Any, note: Any) -> None:
-    say("Importing the images into the real node's containerd")
+    say("Importing " + ", ".join(archives) + " into the real node's containerd")
     for name, archive in archives.items():
         marker = localcluster.STATE / f"imported-{archive.name}"
         if marker.exists():
@@ -119,6 +123,33 @@ def import_images(archives: dict[str, Path], say: Any, note: Any) -> None:
             raise RuntimeError(f"importing {archive.name} failed:\n{res.stderr}{res.stdout}")
         marker.write_text("1\n")
         note(f"{name}: imported in {time.monotonic() - t0:.0f}s")
+
+
+def remove_images(names: tuple[str, ...], note: Any) -> None:
+    """Remove images from the real node (their snapshots: disk) and forget they were there."""
+    for name in names:
+        res = subprocess.run(
+            [sys.executable, str(HERE / "cluster" / "realnode.py"), "rmi", image_ref(name)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"removing {image_ref(name)} failed:\n{res.stderr}{res.stdout}")
+        for marker in localcluster.STATE.glob(f"imported-{name}-cpu-*"):
+            marker.unlink()
+        note(f"{name}: removed from real-0")
+
+
+def make_room_for_serving(archives: dict[str, Path], say: Any, note: Any) -> None:
+    """The batch half is done: its images leave the node, the serving half's come in."""
+    say(
+        "Batch half done: " + ", ".join(realchain.IMAGES) + " leave real-0 (disk), "
+        + ", ".join(realchain.SERVING_IMAGES) + " come in"
+    )  # fmt: skip
+    remove_images(realchain.IMAGES, note)
+    import_images({n: archives[n] for n in realchain.SERVING_IMAGES}, say, note)
 
 
 def storage(kube: Any, namespace: str, state_dir: Path, say: Any, note: Any) -> None:
@@ -206,12 +237,24 @@ def storage(kube: Any, namespace: str, state_dir: Path, say: Any, note: Any) -> 
 
 
 def pipeline() -> list[dict[str, Any]]:
-    """The chain the real demo applies (kinds in order)."""
+    """The batch half the real demo applies first (kinds in order)."""
     return [
         realchain.trainjob(),
         realchain.finetune(),
         realchain.evalrun("gate", realchain.GATE_PASS),
     ]
+
+
+def serving_pipeline() -> list[dict[str, Any]]:
+    """The serving half, applied once the batch half is done: the merged model served once
+    EvalRun ``gate`` passed, and an Agent on it."""
+    return [realchain.modelserve(gate="gate"), realchain.agent()]
+
+
+QUESTIONS = (
+    ("ModelServe", "serve", realchain.SERVED_NAME, "alice likes"),
+    ("Agent", "agent", "agent", "What is 2 + 3?"),
+)
 
 
 def ask(kube: Any, namespace: str, kind: str, name: str, model: str, text: str) -> str:
