@@ -713,10 +713,20 @@ class FetchedInput(ApiModel):
     )
     revision: Annotated[str, Field(max_length=128)] | None = Field(
         default=None,
-        description="The commit the revision resolved to (hub), or the object's ETag (S3).",
+        description="Fetched by the pod: the commit the revision resolved to (hub), or the "
+        "object's ETag (S3). From the shared hub cache: the revision asked for.",
+    )
+    commit: Annotated[str, Field(max_length=128)] | None = Field(
+        default=None,
+        description="From the shared hub cache: the commit the revision resolved to.",
     )
     bytes: int | None = Field(default=None, ge=0, description="Bytes fetched.")
     files: int | None = Field(default=None, ge=0, description="Files fetched.")
+    cached: bool | None = Field(
+        default=None,
+        description="From the shared hub cache: true when this resource reused an entry "
+        "fetched for another resource, false when the fetch was started for this one.",
+    )
 
 
 BatchPhase = Literal["Pending", "Waiting", "Running", "Succeeded", "Failed", "Suspended"]

@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, model_validator
 from .common import (
     API_VERSION,
     ApiModel,
+    FetchedInput,
     Identifier,
     ModelSource,
     ResourceName,
@@ -249,6 +250,11 @@ class ModelServeStatus(ServiceStatus):
     model_source: Annotated[str, Field(max_length=2048)] | None = Field(
         default=None,
         description="Location of the model being served (pvc://claim/path, hf://repo, ms://repo).",
+    )
+    inputs: list[FetchedInput] | None = Field(
+        default=None,
+        max_length=32,
+        description="What the shared hub cache fetched for the pods (repo, commit, size).",
     )
 
 
