@@ -74,6 +74,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "per pod) instead of an emptyDir (env INTERNLM_DEFAULT_STORAGE_CLASS)",
     )
     r.add_argument(
+        "--hub-cache-storage-class",
+        default=None,
+        help="turn the shared hub cache on: one ReadWriteMany PVC of this class per namespace "
+        "(internlm-hub-cache), one fetch Job per repo revision, pods mount it read-only "
+        "(env INTERNLM_HUB_CACHE_STORAGE_CLASS; unset: each pod fetches its own)",
+    )
+    r.add_argument(
+        "--hub-cache-size",
+        default=None,
+        help="size of the hub cache PVC (env INTERNLM_HUB_CACHE_SIZE, default 1Ti)",
+    )
+    r.add_argument(
         "--default-resources",
         default=None,
         metavar="JSON",
@@ -127,6 +139,8 @@ def config_from_args(a: argparse.Namespace) -> cfg.OperatorConfig:
             images=images,
             image_pull_policy=a.image_pull_policy,
             default_storage_class=a.default_storage_class,
+            hub_cache_storage_class=a.hub_cache_storage_class,
+            hub_cache_size=a.hub_cache_size,
             progress_timeout=a.progress_timeout,
             progress_interval=a.progress_interval,
             default_resources=default_resources,

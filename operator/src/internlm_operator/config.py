@@ -7,6 +7,9 @@ Environment variables (all optional; the Helm chart sets them):
 - ``INTERNLM_IMAGE_PULL_POLICY``  ``IfNotPresent`` by default
 - ``INTERNLM_DEFAULT_STORAGE_CLASS``  storage class of the hub download cache: set, it is a
   generic ephemeral volume (a ReadWriteOnce PVC per pod) instead of an emptyDir
+- ``INTERNLM_HUB_CACHE_STORAGE_CLASS``  set: the shared hub cache is on (one ReadWriteMany PVC
+  of this class per namespace, a fetch Job per repo revision; docs/inputs-and-outputs.md)
+- ``INTERNLM_HUB_CACHE_SIZE``  size of that PVC (default 1Ti)
 - ``INTERNLM_DEFAULT_RESOURCES``  JSON ResourceRequirements (``{"requests": {"cpu": "2"},
   "limits": {"memory": "8Gi"}}``): cpu and memory for a workload container whose resource sets
   none (other resource names are ignored; GPUs always come from the resource's spec)
@@ -52,6 +55,9 @@ class OperatorConfig:
     images: Mapping[str, str] = field(default_factory=default_images)
     image_pull_policy: str = "IfNotPresent"
     default_storage_class: str | None = None
+    # The shared hub cache (builders/hubcache.py): off unless a ReadWriteMany class is given.
+    hub_cache_storage_class: str | None = None
+    hub_cache_size: str = "1Ti"
     # {"requests": {"cpu": "1"}, "limits": {"memory": "4Gi"}}: only cpu and memory, see
     # parse_default_resources.
     default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
@@ -145,6 +151,8 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Opera
         "images": images_from_env(env),
         "image_pull_policy": env.get("INTERNLM_IMAGE_PULL_POLICY", "IfNotPresent"),
         "default_storage_class": env.get("INTERNLM_DEFAULT_STORAGE_CLASS") or None,
+        "hub_cache_storage_class": env.get("INTERNLM_HUB_CACHE_STORAGE_CLASS") or None,
+        "hub_cache_size": env.get("INTERNLM_HUB_CACHE_SIZE") or "1Ti",
         "resync_seconds": float(env.get("INTERNLM_RESYNC_SECONDS", "15")),
         "progress_timeout": float(env.get("INTERNLM_PROGRESS_TIMEOUT", "1")),
         "progress_interval": float(env.get("INTERNLM_PROGRESS_INTERVAL", "5")),

@@ -75,6 +75,9 @@ class Input:
     dest: str
     repo_type: str = "model"
     allow_patterns: list[str] | None = None
+    # The shared hub cache's fetch Job: a file written (with the result) once ``dest`` is
+    # complete; when it is already there, nothing is fetched again.
+    complete_marker: str | None = None
 
     @classmethod
     def parse(cls, raw: Any) -> Input:
@@ -90,6 +93,7 @@ class Input:
             dest=str(raw["dest"]),
             repo_type=repo_type,
             allow_patterns=[str(p) for p in patterns] if patterns else None,
+            complete_marker=str(raw["completeMarker"]) if raw.get("completeMarker") else None,
         )
 
 
@@ -130,6 +134,11 @@ def fetch_all(inputs: Iterable[Input]) -> list[dict[str, Any]]:
     """Fetch every input in order; the first failure stops (a :class:`TransferError`)."""
     done = []
     for inp in inputs:
+        prior = _completed(inp)
+        if prior is not None:
+            log(f"input {inp.name}: {inp.dest} is complete ({inp.complete_marker}); not fetched")
+            done.append(prior)
+            continue
         t0 = time.monotonic()
         log(f"fetching input {inp.name}: {inp.source} -> {inp.dest}")
         if inp.source.startswith("hf://"):
@@ -146,8 +155,27 @@ def fetch_all(inputs: Iterable[Input]) -> list[dict[str, Any]]:
             + (f" at {got.revision}" if got.revision else "")
             + f" in {got.seconds:.1f}s"
         )
-        done.append(got.to_dict())
+        row = got.to_dict()
+        if inp.complete_marker:
+            from .report import write_json_atomic
+
+            write_json_atomic(Path(inp.complete_marker), row)  # last: the entry is complete
+            row = {**row, "cached": False}
+        done.append(row)
     return done
+
+
+def _completed(inp: Input) -> dict[str, Any] | None:
+    """What an earlier fetch of this input recorded in its complete marker, if there is one."""
+    if not inp.complete_marker:
+        return None
+    try:
+        doc = json.loads(Path(inp.complete_marker).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    return {**doc, "name": inp.name, "cached": True}
 
 
 # -- helpers ----------------------------------------------------------------------------------

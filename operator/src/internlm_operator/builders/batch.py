@@ -27,6 +27,7 @@ from .common import (
     storage_for,
     with_queue,
 )
+from .hubcache import CacheEntry
 
 CONTAINER = "workload"
 MASTER_PORT = 29500
@@ -53,6 +54,8 @@ class BatchInputs:
     active_deadline_seconds: int | None = None  # remaining for this attempt
     # the operator's --default-storage-class: hub downloads go to an ephemeral PVC of it
     storage_class: str | None = None
+    # the operator's --hub-cache-storage-class is set: hub repos come from the shared cache
+    hub_cache: bool = False
     # the operator's --default-resources: cpu/memory where spec.resources sets none
     default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
@@ -65,6 +68,7 @@ class BatchChildren:
     spec_hash: str
     output_dir: str
     rendered: Rendered
+    cache: tuple[CacheEntry, ...] = ()  # the hub-cache entries the pods mount
 
     @property
     def job_name(self) -> str:
@@ -119,7 +123,7 @@ def build(inp: BatchInputs) -> BatchChildren:
     image = spec.image or inp.image
     pull = spec.image_pull_policy or inp.pull_policy
 
-    storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class)
+    storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class, inp.hub_cache)
     srcs = _sources(o.kind, spec)
     paths = {
         k: storage.mount(k, loc, hub_includes(srcs[k]))
@@ -241,7 +245,8 @@ def build(inp: BatchInputs) -> BatchChildren:
     md = o.metadata(job_name, "worker", {HASH_ANNOTATION: spec_hash})
     md["labels"][ATTEMPT_LABEL] = str(inp.attempt)
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": md, "spec": job_spec}
-    return BatchChildren(cm, service, job, spec_hash, output_dir, rendered)
+    cache = tuple(storage.cache_entries)
+    return BatchChildren(cm, service, job, spec_hash, output_dir, rendered, cache)
 
 
 def with_suspend(job: Mapping[str, Any], suspend: bool) -> dict[str, Any]:

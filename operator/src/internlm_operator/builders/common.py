@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtimes import CONFIG_DIR, InvalidSpec, RenderContext, Rendered, for_resource
+from . import hubcache
 from .security import harden
 
 MANAGED_BY = "internlm-operator"
@@ -382,6 +383,10 @@ class Storage:
     cache_labels: Mapping[str, str] = field(default_factory=dict)
     # What the pod fetches (INTERNLM_INPUTS entries), one ``fetch-<input>`` init container each
     fetches: list[dict[str, Any]] = field(default_factory=list)
+    # --hub-cache-storage-class set: hub repos come from the namespace's cache PVC (a subPath
+    # mount per entry, builders/hubcache.py) instead of init containers
+    hub_cache: bool = False
+    cache_entries: list[hubcache.CacheEntry] = field(default_factory=list)
 
     def _pvc(self, claim: str, read_only: bool) -> str:
         vol = f"pvc-{claim}"[:63]
@@ -422,15 +427,22 @@ class Storage:
             return f"{root}/{path}" if path else root
         if not loc.startswith(FETCHED_SCHEMES):
             return loc  # another object-store / HTTP URI: passed to the workload as is
-        self._inputs()
         safe = key.replace(":", "-")
         dest = f"{INPUTS_ROOT}/{safe}"
+        repo_type = "dataset" if is_dataset_key(key) else "model"
+        cached = hubcache.entry_for(key, loc, include, repo_type) if self.hub_cache else None
+        if cached is not None:
+            self.cache_entries.append(cached)
+            self.volumes.setdefault(hubcache.VOLUME, hubcache.pod_volume())
+            self.mounts[f"{hubcache.VOLUME}:{key}"] = hubcache.pod_mount(cached, dest)
+            return dest
+        self._inputs()
         if loc.startswith("s3://"):
             bucket, _, path = loc[len("s3://") :].partition("/")
             dest += "/" + (path.rstrip("/").rsplit("/", 1)[-1] or bucket)
         entry: dict[str, Any] = {"name": key, "source": loc, "dest": dest}
         if loc.startswith(("hf://", "ms://")):
-            entry["repoType"] = "dataset" if is_dataset_key(key) else "model"
+            entry["repoType"] = repo_type
         if include:
             entry["allowPatterns"] = list(include)
         self.fetches.append(entry)
@@ -486,9 +498,11 @@ def storage_for(
     pull_policy: str,
     hub_env: list[dict[str, Any]],
     storage_class: str | None = None,
+    hub_cache: bool = False,
 ) -> Storage:
     """A :class:`Storage` for a pod of ``o``: the hub cache sized for its kind and labelled for
-    it (without the Kueue labels: the PVC is not a workload)."""
+    it (without the Kueue labels: the PVC is not a workload); with ``hub_cache`` hub repos come
+    from the namespace's shared cache."""
     labels = {k: v for k, v in o.labels_for("cache").items() if k not in KUEUE_LABELS}
     return Storage(
         image=image,
@@ -497,6 +511,7 @@ def storage_for(
         cache_storage_class=storage_class or None,
         cache_size=CACHE_SIZE.get(o.kind, "200Gi"),
         cache_labels=labels,
+        hub_cache=hub_cache,
     )
 
 

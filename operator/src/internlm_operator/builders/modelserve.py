@@ -32,6 +32,7 @@ from .common import (
     storage_for,
     with_queue,
 )
+from .hubcache import CacheEntry
 from .longrunning import (
     CONTAINER,
     base_env,
@@ -65,6 +66,8 @@ class ServeInputs:
     adapter_locations: Mapping[str, str] = field(default_factory=dict)  # fromResource adapters
     # the operator's --default-storage-class: hub downloads go to an ephemeral PVC of it
     storage_class: str | None = None
+    # the operator's --hub-cache-storage-class is set: hub repos come from the shared cache
+    hub_cache: bool = False
     # the operator's --default-resources: cpu/memory where spec.resources sets none
     default_resources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
@@ -81,6 +84,7 @@ class ServeChildren:
     model_location: str
     spec_hash: str
     rendered: Rendered
+    cache: tuple[CacheEntry, ...] = ()  # the hub-cache entries the pods mount
 
     @property
     def name(self) -> str:
@@ -129,7 +133,7 @@ def build(inp: ServeInputs) -> ServeChildren:
     pull = spec.image_pull_policy or inp.pull_policy
     served = served_model_name(o.name, spec)
 
-    storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class)
+    storage = storage_for(o, image, pull, hub_env(spec), inp.storage_class, inp.hub_cache)
     model_loc = _location(spec.model, inp.model_location, "the model")
     paths = {"model": storage.mount("model", model_loc, hub_includes(spec.model))}
     for a in spec.adapters or []:
@@ -266,4 +270,5 @@ def build(inp: ServeInputs) -> ServeChildren:
         model_location=model_loc,
         spec_hash=spec_hash_of(deploy),
         rendered=rendered,
+        cache=tuple(storage.cache_entries),
     )

@@ -16,6 +16,7 @@ from .agent import reconcile_agent
 from .controller import Context, Controller, PermanentError, ReconcileFn
 from .evalrun import reconcile_evalrun
 from .finetune import reconcile_finetune
+from .hubcache import register as register_hubcache
 from .modelserve import reconcile_modelserve
 from .serving import register_dependents
 from .trainjob import reconcile_trainjob
@@ -50,6 +51,7 @@ def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
         "apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployments-event"
     )(on_job)
     register_dependents(registry, controller)
+    register_hubcache(registry, controller)
 
 
 __all__ = ["RECONCILERS", "Context", "Controller", "PermanentError", "register"]

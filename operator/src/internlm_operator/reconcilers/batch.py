@@ -16,6 +16,7 @@ from ..status import batch as batch_status
 from ..status import results
 from ..status.failures import pod_index
 from ..status.stuck import refs_of
+from . import hubcache
 from .chain import resolve
 from .controller import Context, permanent_from
 from .objects import body, owned_by, owner_of
@@ -95,14 +96,19 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
                     active_deadline_seconds=rp.active_deadline_seconds,
                     default_resources=ctx.config.default_resources,
                     storage_class=ctx.config.default_storage_class,
+                    hub_cache=hubcache.enabled(ctx),
                 )
             )
+        cache = hubcache.check_batch(ctx, obj, children, spec, STAGE[kind], now)
     except Exception as e:
         perm = permanent_from(e)
         if perm is None:
             raise
         metrics.ERRORS.labels(kind, "permanent").inc()
         write(batch_status.stalled(prev, gen, now, perm.reason, perm.message))
+        return
+    if cache is not None and cache.blocked and job is None:  # waiting for the hub cache
+        write(hubcache.batch_status(prev, gen, now, cache.verdict, cache.rows))
         return
 
     if not owned_by(job, obj):
@@ -220,6 +226,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
     ):
         output_dir = children.output_dir if children else ""
         status = hooks.finish(status, decision.result, spec, output_dir, now, gen, prev)
+    hubcache.set_rows(status, cache)
     write(status)
 
 

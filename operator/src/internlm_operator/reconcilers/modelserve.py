@@ -17,6 +17,7 @@ from ..api.v1alpha1 import API_VERSION, parse
 from ..builders import modelserve as builder
 from ..builders.longrunning import endpoint, names
 from ..status.serving import Blocker
+from . import hubcache
 from .chain import judge_producer, lineage_of
 from .controller import Context, permanent_from
 from .kube import Kube
@@ -126,8 +127,10 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
                     adapter_locations=res.adapters,
                     default_resources=ctx.config.default_resources,
                     storage_class=ctx.config.default_storage_class,
+                    hub_cache=hubcache.enabled(ctx),
                 )
             )
+            hubcache.check_serve(p, children, spec, ctx.config.image("serve"))
     except Exception as e:
         perm = permanent_from(e)
         if perm is None:
