@@ -166,6 +166,26 @@ def test_workload_settings_reach_the_operator(helm: Helm) -> None:
     assert env["INTERNLM_IMAGE_PULL_POLICY"] == "Always"
 
 
+def test_hub_cache_is_off_by_default_and_adds_only_pvc_create(helm: Helm) -> None:
+    def role(*sets: str) -> set[tuple[str, str, str]]:
+        roles = {r["metadata"]["name"]: r for r in by_kind(helm.template(*sets), "ClusterRole")}
+        return _rules(roles["rel-internlm-operator"])
+
+    env = _env(one(helm.template(), "Deployment"))
+    assert "INTERNLM_HUB_CACHE_STORAGE_CLASS" not in env
+    assert (
+        cfg.from_env({k: v for k, v in env.items() if v is not None}).hub_cache_storage_class
+        is None
+    )
+    on = ("workloads.hubCache.storageClass=cephfs", "workloads.hubCache.size=5Ti")
+    env = _env(one(helm.template(*on), "Deployment"))
+    assert env["INTERNLM_HUB_CACHE_STORAGE_CLASS"] == "cephfs"
+    assert env["INTERNLM_HUB_CACHE_SIZE"] == "5Ti"
+    c = cfg.from_env({k: v for k, v in env.items() if v is not None})
+    assert (c.hub_cache_storage_class, c.hub_cache_size) == ("cephfs", "5Ti")
+    assert role(*on) - role() == {("", "persistentvolumeclaims", "create")}
+
+
 def test_operator_defaults_match_the_chart(helm: Helm) -> None:
     """An operator run without the chart (no env) uses the chart's workload images, and what
     the chart passes is what the operator reads."""

@@ -413,6 +413,39 @@ def test_killed_download_keeps_the_files_it_finished(hub: Hub, tmp_path: Path) -
     assert again.result()["fetched"][0]["files"] == 2
 
 
+def test_cache_entry_with_a_complete_marker_is_not_fetched_again(hub: Hub, tmp_path: Path) -> None:
+    """The shared hub cache's fetch Job (builders/hubcache.py): the first run writes the
+    COMPLETE marker after the files; a second run on the same volume (the Job re-created)
+    downloads nothing and reports the first run's result with ``cached: true``."""
+    commit = hub.add("model", "acme/cached-model", MODEL_FILES_V1, revision="v1")
+    entry = tmp_path / "cache" / "0123456789abcdef"
+    inputs = [
+        {
+            "name": "model",
+            "source": "hf://acme/cached-model@v1",
+            "dest": str(entry / "data"),
+            "repoType": "model",
+            "completeMarker": str(entry / "COMPLETE"),
+        }
+    ]
+    first = Fetch("pretrain", tmp_path / "1", inputs, hf_env(hub))
+    assert first.run() == 0, first.log()[-3000:]
+    [got] = first.result()["fetched"]
+    assert got["revision"] == commit and got["cached"] is False
+    marker = json.loads((entry / "COMPLETE").read_text())
+    assert marker["revision"] == commit and marker["files"] == got["files"]
+    assert not (entry / "data" / "COMPLETE").exists()  # the pods see only the repo's files
+    before = len(hub.requests)
+    again = Fetch("pretrain", tmp_path / "2", inputs, hf_env(hub))
+    assert again.run() == 0, again.log()[-3000:]
+    assert hub.requests[before:] == []  # not even the revision was asked again
+    [twice] = again.result()["fetched"]
+    assert twice["cached"] is True
+    assert {k: twice[k] for k in ("revision", "bytes", "files")} == {
+        k: got[k] for k in ("revision", "bytes", "files")
+    }
+
+
 def test_no_space_left(hub: Hub, tmp_path: Path) -> None:
     """The download does not fit on the volume (a 1 MiB tmpfs in a user namespace):
     NoSpaceLeft before anything is written, with the sizes."""

@@ -101,6 +101,13 @@ one Role per watched namespace.
 - apiGroups: [""]
   resources: [persistentvolumeclaims, configmaps]
   verbs: [get]
+{{- if and .Values.workloads.hubCache .Values.workloads.hubCache.storageClass }}
+# workloads.hubCache: the namespace's cache PVC is created by the operator (owned by the cache
+# ConfigMap, so it outlives the resources that use it).
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [create]
+{{- end }}
 {{- if .Values.rbac.checkSecrets }}
 # rbac.checkSecrets: the same check for Secrets (metadata-only GETs, but RBAC cannot tell a
 # metadata read from a read of the data: this lets the operator read Secrets).
