@@ -23,14 +23,31 @@ from tests.integration.conftest import Batch, OperatorHandle, make_pvcs, sample
 
 pytestmark = pytest.mark.cluster
 
-CLASS = "hub-rwx"
+CLASS_PREFIX = "hub-rwx"
 REPO = "internlm/internlm2_5-1_8b"
 ENTRY = "internlm.io/hub-cache-entry"
 
 
 @pytest.fixture(scope="module")
+def storage_class(cluster: Cluster, session_token: str) -> Iterator[str]:
+    """A ReadWriteMany class with no provisioner: the test binds a PV to the cache PVC."""
+    name = f"{CLASS_PREFIX}-{session_token}"
+    cluster.apply(
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": name},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "Immediate",
+        }
+    )
+    yield name
+    cluster.kubectl("delete", "storageclass", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
 def cache_operator(
-    cluster: Cluster, crds: list[str], session_token: str
+    cluster: Cluster, crds: list[str], session_token: str, storage_class: str
 ) -> Iterator[OperatorHandle]:
     config = OperatorConfig(
         kubeconfig=str(cluster.kubeconfig),
@@ -43,7 +60,7 @@ def cache_operator(
         progress_interval=0.5,
         retry_min_seconds=0.5,
         retry_max_seconds=5.0,
-        hub_cache_storage_class=CLASS,
+        hub_cache_storage_class=storage_class,
         hub_cache_size="10Gi",
     )
     handle = OperatorHandle(config)
@@ -53,7 +70,7 @@ def cache_operator(
 
 
 @pytest.fixture
-def cache_ns(cluster: Cluster, session_token: str) -> Iterator[str]:
+def cache_ns(cluster: Cluster, session_token: str, storage_class: str) -> Iterator[str]:
     name = f"hc-{session_token}-0"
     cluster.kubectl("create", "namespace", name)
     wait_until(
@@ -75,7 +92,7 @@ def cache_ns(cluster: Cluster, session_token: str) -> Iterator[str]:
                 "capacity": {"storage": "10Gi"},
                 "accessModes": ["ReadWriteMany"],
                 "persistentVolumeReclaimPolicy": "Delete",
-                "storageClassName": CLASS,
+                "storageClassName": storage_class,
                 "hostPath": {"path": f"/tmp/{pv}"},
                 "claimRef": {"namespace": name, "name": "internlm-hub-cache"},
             },
@@ -170,7 +187,7 @@ def waiting_for_fetch(cluster: Cluster, ns: str, kind: str, name: str) -> dict[s
 
 
 def test_one_fetch_per_revision_shared_and_failures_passed_on(
-    cluster: Cluster, cache_ns: str, cache_operator: OperatorHandle
+    cluster: Cluster, cache_ns: str, cache_operator: OperatorHandle, storage_class: str
 ) -> None:
     ns = cache_ns
     make_pvcs(cluster, ns, "pretrain-corpus", "model-store", "datasets")
@@ -198,7 +215,7 @@ def test_one_fetch_per_revision_shared_and_failures_passed_on(
     assert job_v1["metadata"]["annotations"]["internlm.io/requested-by"].startswith("TrainJob/cpt/")
     pvc = cluster.get("pvc", "internlm-hub-cache", "-n", ns)
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert pvc["spec"]["storageClassName"] == CLASS
+    assert pvc["spec"]["storageClassName"] == storage_class
     assert pvc["metadata"]["ownerReferences"][0]["uid"] == cm["metadata"]["uid"]
     fetch_spec = job_v1["spec"]["template"]["spec"]["containers"][0]
     assert fetch_spec["command"] == ["python", "-m", "internlm_workloads", "fetch"]

@@ -134,8 +134,9 @@ def check(
                     build.FetchJobInputs(
                         namespace=ns,
                         entry=e,
-                        image=spec.image or image,
-                        pull_policy=spec.image_pull_policy or ctx.config.image_pull_policy,
+                        image=getattr(spec, "image", None) or image,
+                        pull_policy=getattr(spec, "image_pull_policy", None)
+                        or ctx.config.image_pull_policy,
                         owner=build.owner_reference(index),
                         requested_by=me,
                         env=hub_env(spec),
