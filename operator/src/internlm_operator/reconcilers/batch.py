@@ -14,7 +14,8 @@ from ..builders import BatchInputs, build, to_location, with_suspend
 from ..builders.batch import CONTAINER
 from ..status import batch as batch_status
 from ..status import results
-from ..status.failures import pod_index
+from ..status.batch import NEXT_RESTART
+from ..status.failures import pod_index, rules_of
 from ..status.stuck import refs_of
 from . import hubcache
 from .chain import resolve
@@ -42,12 +43,14 @@ def rank0_ip(pods: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None:
+def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> float | None:
+    """One pass; returns the seconds until the next one is due when that is sooner than the
+    resync (a restart backoff ending; controller.py's requeue contract), else None."""
     kube = ctx.kube
     kind = hooks.kind
     obj = kube.get(API_VERSION, kind, namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
-        return
+        return None
     prev: dict[str, Any] = dict(obj.get("status") or {})
     gen = int(obj["metadata"].get("generation") or 1)
     now = dt.datetime.now(dt.UTC)
@@ -56,7 +59,10 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
         status["observedGeneration"] = gen
         status.pop("kopf", None)
         if status != prev:
-            kube.patch_status(API_VERSION, kind, namespace, name, status)
+            patch = dict(status)
+            if NEXT_RESTART in prev and NEXT_RESTART not in status:
+                patch[NEXT_RESTART] = None  # a merge patch removes only what is set to null
+            kube.patch_status(API_VERSION, kind, namespace, name, patch)
             ctx.events_for(obj, prev.get("conditions"), status.get("conditions") or [])
         metrics.PHASES.labels(kind, status.get("phase") or "Unknown")  # ensure series exists
 
@@ -67,7 +73,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
         res = resolve(kube, namespace, kind, spec) if not terminal else None
         if res is not None and res.stalled and not terminal:
             write(batch_status.stalled(prev, gen, now, *res.stalled, phase="Waiting"))
-            return
+            return None
         owner = owner_of(obj)
         restarts = int(prev.get("restarts") or 0)
         rp = spec.run_policy
@@ -79,7 +85,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
             st = batch_status.waiting(prev, gen, now, "; ".join(res.waiting))
             st["lineage"] = res.lineage or None
             write({k: v for k, v in st.items() if v is not None})
-            return
+            return None
         if terminal:
             # Inputs may be gone by now; rebuild only what the decision needs.
             children = None
@@ -106,10 +112,10 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
             raise
         metrics.ERRORS.labels(kind, "permanent").inc()
         write(batch_status.stalled(prev, gen, now, perm.reason, perm.message))
-        return
+        return None
     if cache is not None and cache.blocked and job is None:  # waiting for the hub cache
         write(hubcache.batch_status(prev, gen, now, cache.verdict, cache.rows))
-        return
+        return None
 
     if not owned_by(job, obj):
         write(
@@ -121,7 +127,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
                 f"Job {job_name} exists and is not owned by this {kind}",
             )
         )
-        return
+        return None
     pods: list[dict[str, Any]] = []
     if job is not None:
         uid = job["metadata"]["uid"]
@@ -171,6 +177,8 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
             active_deadline_seconds=rp.active_deadline_seconds,
             ttl_seconds_after_finished=rp.ttl_seconds_after_finished,
             retryable_exit_codes=tuple(rp.retryable_exit_codes or ()),
+            failure_rules=rules_of(rp.failure_policy),
+            restart_delay=rp.restart_delay,
             desired_hash=children.spec_hash if children else "",
             nodes=int(getattr(spec, "nodes", 1) or 1),
             job=job,
@@ -209,7 +217,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
         write(status)
         prev = dict(status)
         kube.delete("batch/v1", "Job", ns, job_name, propagation="Foreground")
-        return
+        return None
     elif decision.action == "delete":
         kube.delete("batch/v1", "Job", ns, job_name, propagation="Foreground")
     elif decision.action in ("suspend", "unsuspend"):
@@ -228,6 +236,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> None
         status = hooks.finish(status, decision.result, spec, output_dir, now, gen, prev)
     hubcache.set_rows(status, cache)
     write(status)
+    return decision.requeue_after
 
 
 def translate_for(spec: Any) -> Callable[[str], str | None]:

@@ -6,6 +6,12 @@ retries failed passes with exponential backoff. One pass per resource at a time 
 resource), so the change handlers, the Job watch and the loop never race. No kopf timers or
 daemons are used: they would put a finalizer on every resource and block its deletion whenever
 the operator is down.
+
+Requeue contract (keep it when rewriting the core): a reconcile function returns ``None`` or a
+number of seconds. ``None``: the next pass is due after ``resync_seconds`` (or sooner, on a
+watch event). A number ``n >= 0``: due after ``min(resync_seconds, n)``, for work that becomes
+due at a known time (a gang restart waiting out ``runPolicy.restartDelay``). Negative or NaN
+counts as 0. A pass that raises is retried with backoff as before; its return value is moot.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from .progress import ProgressPoller
 log = logging.getLogger("internlm_operator")
 
 Key = tuple[str, str, str]  # kind, namespace, name
-ReconcileFn = Callable[["Context", str, str], None]
+# (ctx, namespace, name) -> None, or seconds until the next pass is due (the requeue contract)
+ReconcileFn = Callable[["Context", str, str], float | None]
 
 EVENT_TYPES = {
     "Created",
@@ -138,7 +145,7 @@ class Controller:
             cfg = self.ctx.config
             with metrics.timed(kind):
                 try:
-                    self.reconcilers[kind](self.ctx, namespace, name)
+                    requeue = self.reconcilers[kind](self.ctx, namespace, name)
                 except KubeError as e:
                     if e.transient:
                         self._retry(key, st, "transient", e)
@@ -153,7 +160,7 @@ class Controller:
                     return
             metrics.RECONCILES.labels(kind, "ok").inc()
             st.failures = 0
-            st.due = time.monotonic() + cfg.resync_seconds
+            st.due = time.monotonic() + next_pass_in(requeue, cfg.resync_seconds)
 
     def _retry(self, key: Key, st: _State, type_: str, err: BaseException) -> None:
         kind = key[0]
@@ -219,6 +226,15 @@ class Controller:
             tick = min(1.0, self.ctx.config.resync_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=tick)
+
+
+def next_pass_in(requeue: float | None, resync_seconds: float) -> float:
+    """Seconds until a resource is due again after a successful pass (the requeue contract)."""
+    if requeue is None:
+        return resync_seconds
+    if not requeue >= 0:  # negative or NaN
+        return 0.0
+    return min(resync_seconds, float(requeue))
 
 
 def permanent_from(err: Exception) -> PermanentError | None:

@@ -34,5 +34,5 @@ def finish(
 HOOKS = KindHooks(KIND, finish)
 
 
-def reconcile_finetune(ctx: Context, namespace: str, name: str) -> None:
-    reconcile(ctx, HOOKS, namespace, name)
+def reconcile_finetune(ctx: Context, namespace: str, name: str) -> float | None:
+    return reconcile(ctx, HOOKS, namespace, name)

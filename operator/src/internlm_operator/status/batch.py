@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..api.v1alpha1 import RestartDelay
 from .conditions import FALSE, TRUE, Cond, merge, now_rfc3339, parse_time, transitions
-from .failures import Failure, classify, job_condition, pod_index, pod_result
+from .failures import Failure, Rule, apply_rules, classify, job_condition, pod_index, pod_result
 from .kueue import queued_message
 from .stuck import Ref, failed_create, missing, of_pods
 
@@ -52,6 +53,10 @@ class BatchObservation:
     events: Sequence[Mapping[str, Any]] = ()  # the Job's own Events (FailedCreate)
     # Kueue's Workload of the Job (looked up only while the Job is suspended; None: none)
     workload: Mapping[str, Any] | None = None
+    # runPolicy.failurePolicy.rules (failures.rules_of), tried before the default table
+    failure_rules: Sequence[Rule] = ()
+    # runPolicy.restartDelay: the wait between a retried failure and the new gang
+    restart_delay: RestartDelay = field(default_factory=RestartDelay)
 
 
 @dataclass
@@ -62,6 +67,9 @@ class BatchDecision:
     counted: bool = False  # a restart that counts against the backoff limit
     result: dict[str, Any] | None = None  # the workload's final JSON result
     events: list[tuple[str, str, str]] = field(default_factory=list)
+    # Run the pass again after this many seconds (sooner than the resync): a restart backoff
+    # that ends then. None: the resync is soon enough.
+    requeue_after: float | None = None
 
 
 def _phase_conditions(
@@ -273,6 +281,31 @@ def lost_member(obs: BatchObservation) -> Failure | None:
     )
 
 
+NEXT_RESTART = "nextRestartTime"
+
+
+def restart_time(now: dt.datetime, seconds: int) -> str | None:
+    """``status.nextRestartTime`` for a restart decided at ``now`` that waits ``seconds``:
+    rounded up to the second (RFC 3339 has no fraction here), so it is never early. None for
+    no wait."""
+    if seconds <= 0:
+        return None
+    at = now + dt.timedelta(seconds=seconds)
+    if at.microsecond:
+        at = at.replace(microsecond=0) + dt.timedelta(seconds=1)
+    return now_rfc3339(at)
+
+
+def backoff_left(status: Mapping[str, Any], now: dt.datetime) -> float:
+    """Seconds until ``status.nextRestartTime`` (0 when there is none or it has passed)."""
+    at = parse_time(status.get(NEXT_RESTART))
+    return max(0.0, (at - now).total_seconds()) if at else 0.0
+
+
+def _in(seconds: int) -> str:
+    return f" in {seconds}s" if seconds > 0 else ""
+
+
 def decide(obs: BatchObservation) -> BatchDecision:
     prev = dict(obs.status)
     gen = obs.generation
@@ -305,6 +338,8 @@ def decide(obs: BatchObservation) -> BatchDecision:
             stalled=stalled,
         )
         st = build_status(prev, gen, now, phase, conds, **fields)
+        if action == "create" or not restarting:
+            st.pop(NEXT_RESTART, None)  # the wait is over (or there is none)
         events = [
             (
                 "Warning" if c["type"] in ("Failed", "Stalled", "Restarting") else "Normal",
@@ -380,6 +415,15 @@ def decide(obs: BatchObservation) -> BatchDecision:
     still_restarting = (
         (restarting_prev["reason"], restarting_prev.get("message", "")) if restarting_prev else None
     )
+    left = backoff_left(prev, obs.now) if still_restarting else 0.0
+
+    def backoff_message(before: str = "") -> str:
+        assert still_restarting is not None
+        return (
+            f"{before}restart backoff: the new gang starts in {int(left + 0.999)}s "
+            f"(at {prev.get(NEXT_RESTART)}, runPolicy.restartDelay) after "
+            f"{still_restarting[0]}: {still_restarting[1]}"
+        )
 
     # 3. No Job: create it (first start, after a restart, or after a resume).
     if not exists:
@@ -393,6 +437,17 @@ def decide(obs: BatchObservation) -> BatchDecision:
                 suspended=True,
                 created=False,
             )
+        if left > 0:  # a retried failure: wait out runPolicy.restartDelay, then create
+            d = out(
+                "none",
+                "Pending",
+                "RestartBackoff",
+                backoff_message(),
+                restarting=still_restarting,
+                created=False,
+            )
+            d.requeue_after = left
+            return d
         gone = missing(obs.refs_found)
         if gone is not None:  # what the pods need is not there: create nothing yet
             return out("none", "Pending", gone.reason, gone.message, stalled=True, created=False)
@@ -414,6 +469,17 @@ def decide(obs: BatchObservation) -> BatchDecision:
         msg = SUSPENDED_QUEUED if obs.queued else "suspended by spec.suspend"
         return out("none", "Suspended", "Suspended", msg, suspended=True, created=False)
     if deleting:
+        if left > 0:
+            d = out(
+                "none",
+                "Running",
+                "RestartBackoff",
+                backoff_message("waiting for the previous pods to terminate; "),
+                restarting=still_restarting,
+                created=False,
+            )
+            d.requeue_after = left
+            return d
         return out(
             "none",
             "Running" if still_restarting else (phase_prev or "Pending"),
@@ -462,17 +528,25 @@ def decide(obs: BatchObservation) -> BatchDecision:
     # suspension (spec.suspend, Kueue eviction or preemption): never a failure.
     failure: Failure | None = None
     if not job_suspended:
-        failure = classify(job, obs.pods, obs.retryable_exit_codes, obs.container)
+        failure = classify(
+            job, obs.pods, obs.retryable_exit_codes, obs.container, obs.failure_rules
+        )
     if failure is None and phase_prev == "Running" and not job_suspended:
         failure = lost_member(obs)
+        if failure is not None:
+            failure = apply_rules(failure, obs.failure_rules, None, "")
+    delay = obs.restart_delay
     if failure is not None and failure.retryable and not failure.counted and not stale:
-        # Preempted or evicted: the gang restarts without using up the backoff limit.
+        # Preempted or evicted: the gang restarts without using up the backoff limit, after
+        # the initial delay (it does not grow: the cause was not the job's).
+        wait = delay.initial_seconds
         d = out(
             "restart",
             "Running" if phase_prev == "Running" else "Pending",
             failure.reason,
-            f"restart (not counted: {failure.reason}): {failure.message}",
+            f"restart (not counted: {failure.reason}){_in(wait)}: {failure.message}",
             restarting=(failure.reason, failure.message),
+            nextRestartTime=restart_time(obs.now, wait),
         )
         d.reason = failure.reason
         return d
@@ -502,13 +576,15 @@ def decide(obs: BatchObservation) -> BatchDecision:
             )
             d.reason = "BackoffLimitExceeded"
             return d
+        wait = delay.seconds(restarts + 1)
         d = out(
             "restart",
             "Running",
             failure.reason,
-            f"restart {restarts + 1}/{obs.backoff_limit}: {failure.message}",
+            f"restart {restarts + 1}/{obs.backoff_limit}{_in(wait)}: {failure.message}",
             restarting=(failure.reason, failure.message),
             restarts=restarts + 1,
+            nextRestartTime=restart_time(obs.now, wait),
         )
         d.reason, d.counted = failure.reason, True
         return d

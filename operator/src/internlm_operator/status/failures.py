@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from ..api.v1alpha1 import FailurePolicy
+from ..api.v1alpha1.common import FailureAction
+from ..api.v1alpha1.pattern import Pattern, compile_pattern
 
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 # The workload's "transient" exit code (EX_TEMPFAIL, docs/workload-contract.md): e.g. a training
@@ -99,28 +103,40 @@ def _when(pod: Mapping[str, Any], container: str | None) -> str:
 
 
 def pod_failure(
-    pod: Mapping[str, Any], retryable_codes: Iterable[int] = (), container: str | None = None
+    pod: Mapping[str, Any],
+    retryable_codes: Iterable[int] = (),
+    container: str | None = None,
+    rules: Sequence[Rule] = (),
 ) -> Failure | None:
-    """Why this pod failed, or None if it has not (yet) failed."""
+    """Why this pod failed, or None if it has not (yet) failed. ``rules`` (the resource's
+    failure policy) are tried first; ``retryable_codes`` is a Retry rule after them."""
+    found = _default_pod_failure(pod, container)
+    if found is None:
+        return None
+    failure, code, text = found
+    return apply_rules(failure, (*rules, *exit_code_rule(retryable_codes)), code, text)
+
+
+def _default_pod_failure(
+    pod: Mapping[str, Any], container: str | None
+) -> tuple[Failure, int | None, str] | None:
+    """The default table: (failure, exit code, text to match) or None (not failed)."""
     name = pod.get("metadata", {}).get("name")
     st = pod.get("status", {})
     disruption = _cond(pod, "DisruptionTarget")
     if disruption is not None:
         reason = DISRUPTION_REASONS.get(str(disruption.get("reason")), "Disrupted")
         msg = disruption.get("message") or disruption.get("reason") or "disrupted"
-        return Failure(True, reason, f"pod {name}: {msg}", name, counted=reason not in UNCOUNTED)
+        failure = Failure(True, reason, f"pod {name}: {msg}", name, counted=reason not in UNCOUNTED)
+        return failure, None, str(msg)
     if st.get("phase") != "Failed":
         return None
     if st.get("reason") in ("Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated"):
         reason = "NodeLost" if st["reason"] in ("NodeLost", "Shutdown") else "Evicted"
-        return Failure(
-            True,
-            reason,
-            f"pod {name}: {st.get('message') or st['reason']}",
-            name,
-            counted=reason not in UNCOUNTED,
-        )
-    init = init_failure(pod, retryable_codes)
+        msg = str(st.get("message") or st["reason"])
+        failure = Failure(True, reason, f"pod {name}: {msg}", name, counted=reason not in UNCOUNTED)
+        return failure, None, msg
+    init = _default_init_failure(pod)
     if init is not None:
         return init
     t = terminated(pod, container)
@@ -131,29 +147,46 @@ def pod_failure(
         # A deletion that breaks a running gang still shows, as the Job's own failure.
         return None
     if not t:
-        return Failure(True, "PodFailed", f"pod {name} failed without an exit code", name)
+        return Failure(True, "PodFailed", f"pod {name} failed without an exit code", name), None, ""
     code = int(t.get("exitCode", 0))
+    if code == 0:
+        return None
     result = parse_result(t.get("message"))
     detail = (result or {}).get("reason") or t.get("message") or t.get("reason") or ""
     detail = str(detail).strip().splitlines()[-1][:512] if str(detail).strip() else ""
     suffix = f": {detail}" if detail else ""
+    text = _text(t)
     if t.get("reason") == "OOMKilled":
-        return Failure(True, "OOMKilled", f"pod {name} was OOM-killed{suffix}", name, result)
-    if code >= 128:
-        return Failure(
-            True,
-            "Signal",
-            f"pod {name} killed by signal {code - 128} (exit {code}){suffix}",
-            name,
-            result,
+        return (
+            Failure(True, "OOMKilled", f"pod {name} was OOM-killed{suffix}", name, result),
+            code,
+            text,
         )
     if code == EXIT_TRANSIENT:
-        return Failure(True, "Transient", f"pod {name} exited {code}{suffix}", name, result)
-    if code in set(retryable_codes):
-        return Failure(True, "RetryableExitCode", f"pod {name} exited {code}{suffix}", name, result)
-    if code == 0:
-        return None
-    return Failure(False, _kind(result), f"pod {name} exited {code}{suffix}", name, result)
+        return (
+            Failure(True, "Transient", f"pod {name} exited {code}{suffix}", name, result),
+            code,
+            text,
+        )
+    if code >= 128:
+        what = f"pod {name} killed by signal {code - 128} (exit {code}){suffix}"
+    else:
+        what = f"pod {name} exited {code}{suffix}"
+    known = message_rule(text) if code < 128 or code == EXIT_ABORT else None
+    if known is not None and known.action == "FailFast":
+        return Failure(False, _kind(result), what, name, result), code, text
+    if known is not None:
+        return Failure(True, known.reason, what, name, result), code, text
+    if code >= 128:
+        return Failure(True, "Signal", what, name, result), code, text
+    return Failure(False, _kind(result), what, name, result), code, text
+
+
+def _text(t: Mapping[str, Any]) -> str:
+    """What message rules are matched against: the termination message (the workload's result
+    or the tail of its log) and the container's terminated reason, the last MAX_TEXT chars."""
+    text = f"{t.get('message') or ''}\n{t.get('reason') or ''}"
+    return text[-MAX_TEXT:]
 
 
 # The workload names some failures itself (``failure`` in its result: RepoNotFound,
@@ -166,10 +199,20 @@ def _kind(result: Mapping[str, Any] | None, default: str = "ExitCode") -> str:
     return kind if _FAILURE_KIND.match(kind) else default
 
 
-def init_failure(pod: Mapping[str, Any], retryable_codes: Iterable[int] = ()) -> Failure | None:
+def init_failure(
+    pod: Mapping[str, Any], retryable_codes: Iterable[int] = (), rules: Sequence[Rule] = ()
+) -> Failure | None:
     """A failed init container (the ``fetch-<input>`` downloads): permanent with the reason its
     result names (RepoNotFound, Unauthorized, NoSpaceLeft, ...; FetchFailed if none), retried
     for exit 75 (the source did not answer), a signal or a retryable code."""
+    found = _default_init_failure(pod)
+    if found is None:
+        return None
+    failure, code, text = found
+    return apply_rules(failure, (*rules, *exit_code_rule(retryable_codes)), code, text)
+
+
+def _default_init_failure(pod: Mapping[str, Any]) -> tuple[Failure, int, str] | None:
     name = pod.get("metadata", {}).get("name")
     for cs in pod.get("status", {}).get("initContainerStatuses") or []:
         t = (cs.get("state") or {}).get("terminated")
@@ -181,13 +224,12 @@ def init_failure(pod: Mapping[str, Any], retryable_codes: Iterable[int] = ()) ->
         msg = f"pod {name}: {cs.get('name')} exited {code}" + (
             f": {detail[:512]}" if detail else ""
         )
+        text = _text(t)
         if code == EXIT_TRANSIENT:
-            return Failure(True, "Transient", msg, name, result)
-        if code >= 128 or code in set(retryable_codes):
-            return Failure(
-                True, "Signal" if code >= 128 else "RetryableExitCode", msg, name, result
-            )
-        return Failure(False, _kind(result, "FetchFailed"), msg, name, result)
+            return Failure(True, "Transient", msg, name, result), code, text
+        if code >= 128:
+            return Failure(True, "Signal", msg, name, result), code, text
+        return Failure(False, _kind(result, "FetchFailed"), msg, name, result), code, text
     return None
 
 
@@ -196,10 +238,11 @@ def classify(
     pods: Sequence[Mapping[str, Any]],
     retryable_codes: Iterable[int] = (),
     container: str | None = None,
+    rules: Sequence[Rule] = (),
 ) -> Failure | None:
     """The root-cause failure of the gang: the earliest failed pod, else the Job's own verdict."""
     codes = tuple(retryable_codes)
-    failed = [(p, f) for p in pods if (f := pod_failure(p, codes, container)) is not None]
+    failed = [(p, f) for p in pods if (f := pod_failure(p, codes, container, rules)) is not None]
     if failed:
         failed.sort(key=lambda pf: (_when(pf[0], container), pf[1].retryable, pod_index(pf[0])))
         return failed[0][1]
@@ -208,11 +251,173 @@ def classify(
         return None
     if jc.get("reason") == "DeadlineExceeded":
         return Failure(False, "DeadlineExceeded", "the run exceeded its active deadline")
-    return Failure(
+    lost = Failure(
         True,
         "PodLost",
         f"the Job failed ({jc.get('reason')}) and its failed pod is gone (node lost?)",
     )
+    return apply_rules(lost, rules, None, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages that say why (the default table) and the per-resource rules
+# ---------------------------------------------------------------------------------------------
+
+# A process that aborted itself (SIGABRT: torch's NCCL watchdog, a C++ exception escaping): its
+# message is read like an exit code 1-127's. Other signals came from outside and stay Signal.
+EXIT_ABORT = 134
+MAX_TEXT = 4096  # the kubelet keeps at most 4096 bytes of a termination message
+
+
+@dataclass(frozen=True)
+class MessageRule:
+    """A default rule: the termination message contains one of ``needles`` (lowercase,
+    compared case-insensitively)."""
+
+    action: FailureAction
+    reason: str  # reported reason; "" keeps the exit's own (ExitCode or the workload's kind)
+    needles: tuple[str, ...]
+    what: str = ""  # for the docs
+
+
+# First match wins. The user errors come first: one rank's device-side assert makes the others'
+# NCCL watchdog time out, and the message of that rank mentions both.
+MESSAGE_RULES: tuple[MessageRule, ...] = (
+    MessageRule(
+        "FailFast",
+        "",
+        (
+            "device-side assert",
+            "cuda out of memory",
+            "outofmemoryerror",
+            "an illegal memory access was encountered",
+            "ncclinvalidusage",
+            "ncclinvalidargument",
+        ),
+        "a bug or a job too big for its GPUs",
+    ),
+    MessageRule(
+        "Retry",
+        "NCCLError",
+        (
+            "ncclsystemerror",
+            "ncclremoteerror",
+            "ncclinternalerror",
+            "ncclunhandledcudaerror",
+            "nccl error",
+            "nccl watchdog",
+            "watchdog caught collective operation timeout",
+            "nccl communicator was aborted",
+            "nccl timeout",
+        ),
+        "the collective library or its network (IB/RoCE, NVLink)",
+    ),
+    MessageRule(
+        "Retry",
+        "GPUError",
+        (
+            "uncorrectable ecc error",
+            "cuda error: unspecified launch failure",
+            "cuda error: an illegal instruction was encountered",
+            "uncorrectable nvlink error",
+            "gpu has fallen off the bus",
+            "cuda-capable device(s) is/are busy or unavailable",
+            "cudaerrordevicesunavailable",
+        ),
+        "the accelerator (ECC, Xid-style faults)",
+    ),
+    MessageRule(
+        "Retry",
+        "PeerLost",
+        (
+            "connection reset by peer",
+            "connection closed by peer",
+            "distnetworkerror",
+            "diststoreerror",
+            "rendezvoustimeouterror",
+            "rendezvousconnectionerror",
+            "rendezvousclosederror",
+            "client socket has timed out",
+            "socket timeout",
+        ),
+        "another pod of the gang went away (torch.distributed c10d, gloo, torchelastic)",
+    ),
+)
+
+
+def message_rule(text: str) -> MessageRule | None:
+    low = text.lower()
+    for rule in MESSAGE_RULES:
+        if any(n in low for n in rule.needles):
+            return rule
+    return None
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A rule of ``runPolicy.failurePolicy`` (or ``retryableExitCodes``), ready to match."""
+
+    action: FailureAction
+    exit_codes: frozenset[int] = frozenset()
+    pattern: Pattern | None = None
+    reasons: frozenset[str] = frozenset()
+    reason: str | None = None
+    origin: str = ""  # where it came from, for the message
+
+    def matches(self, failure: Failure, code: int | None, text: str) -> bool:
+        if self.exit_codes and code not in self.exit_codes:
+            return False
+        if self.reasons and failure.reason not in self.reasons:
+            return False
+        return self.pattern is None or self.pattern.search(text)
+
+
+def rules_of(policy: FailurePolicy | None) -> tuple[Rule, ...]:
+    """The resource's rules, in order (messagePattern was checked when the spec was parsed)."""
+    out: list[Rule] = []
+    for i, r in enumerate(policy.rules if policy else ()):
+        out.append(
+            Rule(
+                r.action,
+                frozenset(r.exit_codes or ()),
+                compile_pattern(r.message_pattern) if r.message_pattern else None,
+                frozenset(r.reasons or ()),
+                r.reason,
+                f"runPolicy.failurePolicy.rules[{i}]",
+            )
+        )
+    return tuple(out)
+
+
+def exit_code_rule(codes: Iterable[int]) -> tuple[Rule, ...]:
+    """``runPolicy.retryableExitCodes`` as the Retry rule it stands for."""
+    cs = frozenset(codes)
+    if not cs:
+        return ()
+    return (Rule("Retry", cs, reason="RetryableExitCode", origin="runPolicy.retryableExitCodes"),)
+
+
+def apply_rules(failure: Failure, rules: Sequence[Rule], code: int | None, text: str) -> Failure:
+    """The first matching rule's verdict, else the default one."""
+    for rule in rules:
+        if not rule.matches(failure, code, text):
+            continue
+        retry = rule.action != "FailFast"
+        counted = rule.action != "RetryUncounted"
+        reason = rule.reason or failure.reason
+        same = (retry, reason) == (failure.retryable, failure.reason)
+        if same and (not retry or counted == failure.counted):
+            return failure  # the rule says what the default table says
+        sugar = rule.origin == "runPolicy.retryableExitCodes"
+        note = "" if sugar else f" ({rule.origin}: {rule.action})"
+        return replace(
+            failure,
+            retryable=retry,
+            counted=counted,
+            reason=reason,
+            message=failure.message + note,
+        )
+    return failure
 
 
 def job_condition(job: Mapping[str, Any] | None, type_: str) -> Mapping[str, Any] | None:
