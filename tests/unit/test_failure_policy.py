@@ -567,3 +567,16 @@ def test_requeue_contract() -> None:
     assert next_pass_in(60, 15) == 15
     assert next_pass_in(-1, 15) == 0
     assert next_pass_in(float("nan"), 15) == 0
+
+
+def test_an_operator_restarted_between_the_record_and_the_delete_keeps_the_wait() -> None:
+    """The restart (restarts, nextRestartTime) is written before the Job is deleted: a new
+    operator that finds the old Job deletes it without counting again or moving the time."""
+    st = decide(obs({"phase": "Running"}, T0, job=job(0), pods=[failed(1, NCCL_REMOTE)])).status
+    assert st["restarts"] == 1 and st["nextRestartTime"] == "2026-01-01T12:00:10Z"
+    later = T0 + dt.timedelta(seconds=4)
+    d = decide(obs(st, later, job=job(0), pods=[failed(1, NCCL_REMOTE)]))
+    assert d.action == "restart" and not d.counted
+    assert d.status["restarts"] == 1 and d.status["nextRestartTime"] == "2026-01-01T12:00:10Z"
+    d = decide(obs(d.status, later))
+    assert d.action == "none" and d.requeue_after == pytest.approx(6.0)
