@@ -483,6 +483,20 @@ STUCK_CASES: list[tuple[str, str, Callable[[], Status], str, str, str]] = [
         "Preempted: restart (not counted",
     ),
     (
+        "batch waiting out its restart delay (NCCL error, exit 1)",
+        "TrainJob",
+        lambda: b(
+            status=b(
+                job=job(),
+                pods=[pod(0, phase="Failed", code=1, message="ncclRemoteError: remote exited")],
+            ),
+            job=None,
+        ),
+        "InProgress",
+        "Progressing",
+        "RestartBackoff: restart backoff: the new gang starts in 10s",
+    ),
+    (
         "serving unschedulable",
         "ModelServe",
         lambda: s(deploy(2, 0), pods=[pending(0), pending(1)]),
