@@ -11,6 +11,7 @@ in ``e2e/.cluster/``.
     localcluster.py up --kueue       the same, plus real Kueue run out of cluster (localkueue.py)
     localcluster.py down     stop every process it started (real node, Kueue too), remove the state
     localcluster.py status   say what runs
+    localcluster.py restart-apiserver   kill the API server and start it again in place
 
 Real-node mode (``--real-node`` or ``INTERNLM_REAL_NODE=1``, needs root): the API server binds
 and advertises REAL_NODE_IP (a /32 on ``lo``) so pods reach it through the ``kubernetes``
@@ -471,6 +472,40 @@ def nodes_ready() -> bool:
 # ---------------------------------------------------------------------------- commands
 
 
+def apiserver_argv(bins: dict[str, Path], real_node: bool) -> list[str]:
+    """The kube-apiserver's command line (``up`` and ``restart_apiserver`` start the same)."""
+    pki = STATE / "pki"
+    return [
+        str(bins["kube-apiserver"]),
+        f"--etcd-servers=http://127.0.0.1:{PORTS.etcd_client}",
+        f"--bind-address={api_host()}",
+        f"--advertise-address={api_host()}",
+        f"--secure-port={PORTS.apiserver}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        "--authorization-mode=RBAC",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        "--allow-privileged=true",
+        *(
+            [
+                # logs/exec/port-forward reach the real kubelet at its node IP, as
+                # the admin identity (the kubelet trusts the cluster CA).
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
+                f"--kubelet-client-certificate={pki / 'admin.crt'}",
+                f"--kubelet-client-key={pki / 'admin.key'}",
+            ]
+            if real_node
+            else []
+        ),
+        "--profiling=false",
+        "--v=1",
+    ]
+
+
 def up(real_node: bool = False) -> None:
     t0 = time.monotonic()
     if healthy():
@@ -542,38 +577,7 @@ def up(real_node: bool = False) -> None:
             ],
         )
         wait_for("etcd", lambda: port_open(PORTS.etcd_client), 20, "etcd")
-        start(
-            "kube-apiserver",
-            [
-                str(bins["kube-apiserver"]),
-                f"--etcd-servers=http://127.0.0.1:{PORTS.etcd_client}",
-                f"--bind-address={api_host()}",
-                f"--advertise-address={api_host()}",
-                f"--secure-port={PORTS.apiserver}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
-                "--authorization-mode=RBAC",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                "--allow-privileged=true",
-                *(
-                    [
-                        # logs/exec/port-forward reach the real kubelet at its node IP, as
-                        # the admin identity (the kubelet trusts the cluster CA).
-                        "--kubelet-preferred-address-types=InternalIP,Hostname",
-                        f"--kubelet-client-certificate={pki / 'admin.crt'}",
-                        f"--kubelet-client-key={pki / 'admin.key'}",
-                    ]
-                    if real_node
-                    else []
-                ),
-                "--profiling=false",
-                "--v=1",
-            ],
-        )
+        start("kube-apiserver", apiserver_argv(bins, real_node))
         wait_for(
             "kube-apiserver /readyz", lambda: api_get("/readyz")[0] == 200, 90, "kube-apiserver"
         )
@@ -703,6 +707,35 @@ def down() -> None:
     log("stopped " + (", ".join(stopped) if stopped else "nothing (no cluster was running)"))
 
 
+def restart_apiserver(timeout: float = 90) -> float:
+    """Kill the running cluster's kube-apiserver (SIGKILL, as a crash would) and start it again
+    in place: the same flags, ports, certificates and etcd, so every object, token and client
+    configuration stays valid; the other components keep running and reconnect. Returns the
+    seconds from the kill to ``/readyz`` answering 200 again."""
+    if not healthy():
+        raise ClusterError(f"no healthy cluster runs from {STATE}; start one with `up` first")
+    bins = check_binaries()
+    t0 = time.monotonic()
+    pid = read_pid("kube-apiserver")
+    if pid is not None and alive(pid) and ours(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (alive(pid) or port_open(PORTS.apiserver, api_host())):
+        time.sleep(0.05)
+    start("kube-apiserver", apiserver_argv(bins, real_node_mode()))
+    wait_for(
+        "kube-apiserver /readyz", lambda: api_get("/readyz")[0] == 200, timeout, "kube-apiserver"
+    )
+    took = time.monotonic() - t0
+    log(f"kube-apiserver restarted in {took:.1f}s")
+    return took
+
+
 def status() -> int:
     for c in COMPONENTS:
         pid = read_pid(c)
@@ -721,7 +754,7 @@ def status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("command", choices=["up", "down", "status", "restart-apiserver"])
     parser.add_argument(
         "--real-node",
         action="store_true",
@@ -743,6 +776,8 @@ def main(argv: list[str] | None = None) -> int:
                 localkueue.up()
         elif args.command == "down":
             down()
+        elif args.command == "restart-apiserver":
+            restart_apiserver()
         else:
             return status()
     except ClusterError as e:
