@@ -6,7 +6,9 @@ create exactly one fetch Job and both wait (FetchingInputs) until it succeeds; t
 mount the entry's subPath and status.inputs says who fetched (cached false) and who reused
 (cached true); a ModelServe of the same revision starts at once; a different revision gets its
 own Job, and when that one fails (RepoNotFound) the FineTune and the ModelServe waiting for it
-fail / stall with that reason. The kwok pods end as the annotations say (e2e/cluster/stages.yaml).
+fail / stall with that reason (an Unreachable exit 75 before it is retried by the Job), and a
+resource created after the failure gets a fresh fetch Job. The kwok pods end as the
+annotations say (e2e/cluster/stages.yaml).
 """
 
 from __future__ import annotations
@@ -321,6 +323,24 @@ def test_one_fetch_per_revision_shared_and_failures_passed_on(
     wait_until("sft2 waits", lambda: waiting_for_fetch(cluster, ns, "FineTune", "sft2"), timeout=60)
     wait_until("chat2 waits", lambda: waiting_for_fetch(cluster, ns, "ModelServe", "chat2"), 60)
     assert len(fetch_jobs(cluster, ns)) == 2
+    # The hub did not answer (exit 75, Unreachable): the Job runs another pod, they still wait.
+    first = wait_until("a v2 fetch pod", lambda: fetch_pod(cluster, ns, job_v2["metadata"]["name"]))
+    end_fetch(
+        cluster,
+        ns,
+        job_v2["metadata"]["name"],
+        75,
+        {"ok": False, "failure": "Unreachable", "reason": "Unreachable: no answer"},
+    )
+    wait_until(
+        "a second v2 fetch pod",
+        lambda: (
+            (p := fetch_pod(cluster, ns, job_v2["metadata"]["name"]))
+            and p["metadata"]["uid"] != first["metadata"]["uid"]
+        ),
+        timeout=90,
+    )
+    assert waiting_for_fetch(cluster, ns, "FineTune", "sft2")
     reason = f"RepoNotFound: model repo {REPO} has no revision... does not exist on http://hub"
     end_fetch(
         cluster,
@@ -351,3 +371,22 @@ def test_one_fetch_per_revision_shared_and_failures_passed_on(
     assert st["inputs"][0]["cached"] is True
     assert cluster.kubectl("get", "deployment", "chat2-ms", "-n", ns, check=False).returncode != 0
     assert len(fetch_jobs(cluster, ns)) == 2  # a failure is not retried for those who waited
+
+    # A resource created after the failure gets a fresh fetch (it may come with a fix).
+    failed_uid = job_v2["metadata"]["uid"]
+    cluster.apply(finetune("sft3", "v2"), namespace=ns)
+    again = wait_until(
+        "a new v2 fetch Job",
+        lambda: (
+            (j := fetch_job_for(cluster, ns, "v2")) and j["metadata"]["uid"] != failed_uid and j
+        ),
+        timeout=60,
+    )
+    assert again["metadata"]["name"] == job_v2["metadata"]["name"]
+    # Usually sft3's pass deletes the failed Job and creates the new one at once; chat2, still
+    # reconciled (a ModelServe is never terminal), may see the entry absent in between and
+    # create it first: either way the new fetch serves both.
+    by = again["metadata"]["annotations"]["internlm.io/requested-by"]
+    assert by.startswith(("FineTune/sft3/", "ModelServe/chat2/")), by
+    wait_until("sft3 waits", lambda: waiting_for_fetch(cluster, ns, "FineTune", "sft3"), 60)
+    assert status_of(cluster, ns, "FineTune", "sft2")["phase"] == "Failed"

@@ -124,12 +124,14 @@ def check(
             state = st.entry_state(job, pods, None, build.REQUESTED_BY)
             created = obj.get("metadata", {}).get("creationTimestamp")
             if st.retry_failed(state, created):
+                assert job is not None
                 log.info(
                     "hub cache: %s failed before %s was created: fetching again", e.job_name, me
                 )
-                kube.delete("batch/v1", "Job", ns, e.job_name)
-                state = st.EntryState("Fetching", requested_by=None, message="fetching again")
-            elif state.state == "Absent":
+                # uid precondition: never delete a Job another resource has just re-created
+                kube.delete("batch/v1", "Job", ns, e.job_name, uid=job["metadata"]["uid"])
+                state = st.EntryState("Absent")
+            if state.state == "Absent":
                 manifest = build.fetch_job(
                     build.FetchJobInputs(
                         namespace=ns,
@@ -143,6 +145,7 @@ def check(
                         scheduling=build.fetch_scheduling(pod_spec or {}),
                     )
                 )
+                # 409: another resource created it first, or the deleted one is not gone yet
                 made = _create(ctx, manifest)
                 by = me if made is not None else None
                 if made is not None:
