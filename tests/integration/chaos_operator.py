@@ -7,7 +7,9 @@ its kills land mid-pass at a precise point, not only at random moments:
 - ``apply:<Kind>``: server-side apply of a child of that kind (``apply:Job`` = the Job was
   just created, nothing after it in the pass ran: no status, no Event);
 - ``status:<Kind>``: status patch of one of our resources of that kind (before its Events);
-- ``event:*``: Event created.
+- ``event:*``: Event created;
+
+``<point>#<n>``: at the n-th such write instead of the first.
 
 Unset, it is ``internlm-operator`` unchanged. The line it prints before dying says where.
 Only the client layer (``Kube``) is patched, so the reconcilers run as shipped.
@@ -31,25 +33,32 @@ def die(where: str) -> None:
 
 
 def arm(point: str) -> None:
+    point, _, nth = point.partition("#")
     op, _, what = point.partition(":")
+    left = [int(nth or 1)]
     apply, patch_status, create = Kube.apply, Kube.patch_status, Kube.create
+
+    def hit(where: str) -> None:
+        left[0] -= 1
+        if left[0] == 0:
+            die(where)
 
     def apply_then_die(self: Kube, manifest: dict[str, Any]) -> Any:
         out = apply(self, manifest)
         if op == "apply" and manifest.get("kind") == what:
-            die(f"apply {manifest['kind']} {manifest['metadata'].get('name')}")
+            hit(f"apply {manifest['kind']} {manifest['metadata'].get('name')}")
         return out
 
     def patch_status_then_die(self: Kube, api_version: str, kind: str, *a: Any, **k: Any) -> Any:
         out = patch_status(self, api_version, kind, *a, **k)
         if op == "status" and kind == what:
-            die(f"status patch of {kind} {a[1] if len(a) > 1 else ''}")
+            hit(f"status patch of {kind} {a[1] if len(a) > 1 else ''}")
         return out
 
     def create_then_die(self: Kube, manifest: dict[str, Any]) -> Any:
         out = create(self, manifest)
         if op == "event" and manifest.get("kind") == "Event":
-            die(f"Event {manifest.get('reason')} on {manifest['involvedObject'].get('name')}")
+            hit(f"Event {manifest.get('reason')} on {manifest['involvedObject'].get('name')}")
         return out
 
     Kube.apply = apply_then_die  # type: ignore[method-assign]

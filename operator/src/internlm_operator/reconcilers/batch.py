@@ -62,8 +62,10 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> floa
             patch = dict(status)
             if NEXT_RESTART in prev and NEXT_RESTART not in status:
                 patch[NEXT_RESTART] = None  # a merge patch removes only what is set to null
-            kube.patch_status(API_VERSION, kind, namespace, name, patch)
+            # Events first: named after this version of the resource, a retry after a kill
+            # here records the same names (refused as copies); after the patch, none is lost.
             ctx.events_for(obj, prev.get("conditions"), status.get("conditions") or [])
+            kube.patch_status(API_VERSION, kind, namespace, name, patch)
         metrics.PHASES.labels(kind, status.get("phase") or "Unknown")  # ensure series exists
 
     try:

@@ -176,9 +176,11 @@ def finish(
     if after is not None:
         after(status)
     if status != p.prev:
-        kube.patch_status(API_VERSION, p.owner.kind, ns, p.owner.name, _nulls(p.prev, status))
+        # Events before the patch (as in batch.py): a kill in between neither loses one nor,
+        # their names being derived from this resource version, records one twice.
         for type_, reason, message in decision.events:
             record_event(kube, p.obj, type_, reason, message)
+        kube.patch_status(API_VERSION, p.owner.kind, ns, p.owner.name, _nulls(p.prev, status))
     return status
 
 
