@@ -25,7 +25,6 @@ import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -41,6 +40,7 @@ from tests.conftest import REPO, wait_until
 from tests.integration.conftest import Batch, OperatorHandle
 from tests.integration.realnode_fixture import (
     RealCluster,
+    image_archive,
     missing_prerequisites,
     real_node_cluster,
 )
@@ -56,11 +56,6 @@ pytestmark = pytest.mark.cluster
 PORT_BASE = 24400
 STATE = REPO / "e2e" / ".cluster-realnode-chain"
 NS_PREFIX = "rch-"
-IMAGES_OUT = (
-    Path(os.environ.get("INTERNLM_CACHE", Path.home() / ".cache" / "internlm-operator"))
-    / "images"
-    / "out"
-)
 STAGE_IMAGES = realchain.IMAGES
 
 
@@ -72,36 +67,8 @@ def log(msg: str) -> None:
     sys.stderr.write(f"[test_real_chain] {msg}\n")
 
 
-def cached_archive(name: str) -> Path | None:
-    """The newest complete archive images/build.py left for ``name`` (its verify report next
-    to it marks it complete)."""
-    done = [
-        p
-        for p in IMAGES_OUT.glob(f"{name}-cpu-*.oci.tar")
-        if p.with_suffix("").with_suffix(".verify.json").exists()
-    ]
-    return max(done, key=lambda p: p.stat().st_mtime) if done else None
-
-
 def build_archive(name: str, tmp: Path) -> Path:
-    cached = os.environ.get("INTERNLM_REAL_IMAGES", "")
-    if cached == "cached" or name in cached.split(","):
-        got = cached_archive(name)
-        if got is None:
-            pytest.fail(f"INTERNLM_REAL_IMAGES=cached but no {name} archive in {IMAGES_OUT}")
-        return got
-    summary = tmp / f"{name}.json"
-    t0 = time.monotonic()
-    res = subprocess.run(
-        [sys.executable, str(REPO / "images" / "build.py"), "--json", str(summary), name],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    assert res.returncode == 0, f"images/build.py {name} failed:\n{res.stderr[-4000:]}"
-    log(f"{name} image in {time.monotonic() - t0:.0f}s")
-    return Path(json.loads(summary.read_text())["images"][0]["archive"])
+    return image_archive(name, tmp)
 
 
 # ---------------------------------------------------------------------------- fixtures

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -153,3 +154,46 @@ def real_node_cluster(
             yield c
         finally:
             down(c.env)  # always, even when a test failed: the host must be left as found
+
+
+IMAGES_OUT = (
+    Path(os.environ.get("INTERNLM_CACHE", Path.home() / ".cache" / "internlm-operator"))
+    / "images"
+    / "out"
+)
+
+
+def cached_archive(name: str) -> Path | None:
+    """The newest complete archive images/build.py left for ``name`` (its verify report next
+    to it marks it complete), whatever sources it was built from."""
+    done = [
+        p
+        for p in IMAGES_OUT.glob(f"{name}-cpu-*.oci.tar")
+        if p.with_suffix("").with_suffix(".verify.json").exists()
+    ]
+    return max(done, key=lambda p: p.stat().st_mtime) if done else None
+
+
+def image_archive(name: str, tmp: Path) -> Path:
+    """The CPU image ``name`` as an OCI archive, built by images/build.py from the current
+    sources (a no-op when its inputs are cached; minutes cold). With INTERNLM_REAL_IMAGES=cached
+    (or a comma-separated list of names) the newest archive already built is used instead:
+    every workload image hashes images/workloads, so any edit there would rebuild them all."""
+    wanted = os.environ.get("INTERNLM_REAL_IMAGES", "")
+    if wanted == "cached" or name in wanted.split(","):
+        got = cached_archive(name)
+        if got is None:
+            pytest.fail(f"INTERNLM_REAL_IMAGES={wanted} but no {name} archive in {IMAGES_OUT}")
+        return got
+    summary = tmp / f"{name}.json"
+    t0 = time.monotonic()
+    res = subprocess.run(
+        [sys.executable, str(REPO / "images" / "build.py"), "--json", str(summary), name],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert res.returncode == 0, f"images/build.py {name} failed:\n{res.stderr[-4000:]}"
+    sys.stderr.write(f"[realnode] {name} image in {time.monotonic() - t0:.0f}s\n")
+    return Path(json.loads(summary.read_text())["images"][0]["archive"])

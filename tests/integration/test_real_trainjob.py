@@ -21,7 +21,6 @@ import math
 import os
 import re
 import shutil
-import subprocess
 import sys
 import textwrap
 import time
@@ -39,6 +38,7 @@ from tests.conftest import REPO, wait_until
 from tests.integration.conftest import Batch, OperatorHandle
 from tests.integration.realnode_fixture import (
     RealCluster,
+    image_archive,
     missing_prerequisites,
     real_node_cluster,
 )
@@ -64,19 +64,7 @@ def pretrain_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for tool in ("buildah", "umoci", "skopeo"):
         if not shutil.which(tool):
             pytest.skip(f"{tool} is needed to build the pretrain image (.ci/run installs it)")
-    summary = tmp_path_factory.mktemp("build") / "summary.json"
-    t0 = time.monotonic()
-    res = subprocess.run(
-        [sys.executable, str(REPO / "images" / "build.py"), "--json", str(summary), "pretrain"],
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=False,
-    )
-    assert res.returncode == 0, f"images/build.py pretrain failed:\n{res.stderr[-4000:]}"
-    info = json.loads(summary.read_text())["images"][0]
-    sys.stderr.write(f"[test_real_trainjob] pretrain image in {time.monotonic() - t0:.0f}s\n")
-    return Path(info["archive"])
+    return image_archive("pretrain", tmp_path_factory.mktemp("build"))
 
 
 @pytest.fixture(scope="module")
@@ -514,6 +502,76 @@ def test_killed_pod_restarts_the_gang_which_resumes_from_the_checkpoint(
         f"[test_real_trainjob] kill/resume: first checkpoint {t_ckpt:.0f}s after apply, pod "
         f"killed at step {killed_at}, resumed from {resumed_from}, Succeeded {took:.0f}s "
         "after apply\n"
+    )
+
+
+@pytest.mark.timeout(1800)
+def test_suspended_trainjob_checkpoints_when_stopped_and_resumes_from_it(
+    real: RealCluster, operator: OperatorHandle, assets: dict[str, Any], ns: str, tmp_path: Path
+) -> None:
+    """spec.suspend on a running 2-node TrainJob: the Job is suspended, the real kubelet ends
+    the pods with SIGTERM, the workload saves a checkpoint at the step it reached (no periodic
+    checkpoint is due: the interval is the whole run) and exits; nothing counts as a failure.
+    Unsuspended, the gang resumes from that checkpoint and completes."""
+    c = real
+    steps = 40
+    b, out = start(c, ns, assets, tmp_path, steps=steps, interval=steps)
+    b.wait_running(2, timeout=300)
+    wait_until(
+        "a few steps done",
+        lambda: (
+            (s := b.status()).get("phase") not in ("Failed", "Succeeded")
+            and ((s.get("progress") or {}).get("step") or 0) >= 3
+            and s
+        ),
+        timeout=600,
+        interval=0.5,
+        explain=lambda: explain(b),
+    )
+    c.kubectl("patch", "trainjob", "tiny", "-n", ns, "--type=merge", "-p",
+              '{"spec":{"suspend":true}}')  # fmt: skip
+    st = wait_until(
+        "TrainJob tiny Suspended with its pods gone",
+        lambda: (s := b.status()).get("phase") == "Suspended" and not b.pods() and s,
+        timeout=300,
+        interval=1,
+        explain=lambda: explain(b),
+    )
+    assert not st.get("restarts"), st
+    saved = sorted(p.name for p in (out / "checkpoints").glob("step-*/COMPLETE"))
+    assert len(saved) == 1, sorted(p.name for p in (out / "checkpoints").iterdir())
+    stopped_at = int(
+        json.loads(next((out / "checkpoints").glob("step-*/COMPLETE")).read_text())["step"]
+    )
+    assert 3 <= stopped_at < steps, stopped_at
+    job = c.get("job", "tiny-tj", "-n", ns)
+    assert job["spec"]["suspend"] is True, job["spec"]
+    terminated = [
+        cs["state"]["terminated"]
+        for p in b.pods(active_only=False)
+        for cs in p["status"].get("containerStatuses") or []
+        if cs.get("state", {}).get("terminated")
+    ]
+    sys.stderr.write(f"[test_real_trainjob] suspended at step {stopped_at}: {terminated}\n")
+
+    c.kubectl("patch", "trainjob", "tiny", "-n", ns, "--type=merge", "-p",
+              '{"spec":{"suspend":false}}')  # fmt: skip
+    st = wait_until(
+        "TrainJob tiny finished",
+        lambda: (s := b.status()).get("phase") in ("Succeeded", "Failed") and s,
+        timeout=1200,
+        interval=1,
+    )
+    if st["phase"] != "Succeeded":
+        pytest.fail(f"the TrainJob failed after resuming: {explain(b)}")
+    assert not st.get("restarts"), st  # a suspension is not a failure
+    assert f"resumed from checkpoint step {stopped_at}" in logs_of(b), logs_of(b)[-3000:]
+    got = [r["step"] for r in metrics(out)]
+    assert got == list(range(1, steps + 1)), got  # nothing repeated, nothing skipped
+    check_model(c, ns, out, assets)
+    sys.stderr.write(
+        f"[test_real_trainjob] suspend/resume: stopped at step {stopped_at}, resumed from it, "
+        f"{steps} steps\n"
     )
 
 
