@@ -44,19 +44,21 @@ KILLS = int(os.environ.get("INTERNLM_CHAOS_KILLS", "20"))
 # (PORT_BASE+0/1/43/57/59/80), away from the default cluster's 16400-16499.
 HEALTH_PORT = int(os.environ.get("INTERNLM_CHAOS_HEALTH_PORT", "28490"))
 WRAPPER = Path(__file__).resolve().parent / "chaos_operator.py"
-# Where a kill may land besides "at a random moment": right after this write succeeded.
-KILL_POINTS = (
-    "apply:ConfigMap",
-    "apply:Service",
-    "apply:Job",
-    "apply:Deployment",
-    "status:TrainJob",
-    "status:FineTune",
-    "status:EvalRun",
-    "status:ModelServe",
-    "status:Agent",
-    "event:*",
-)
+# Where a kill may land besides "at a random moment": right after this write succeeded, per
+# stage of the pipeline (what the operator writes then).
+STAGE_POINTS = {
+    "TrainJob": ("apply:ConfigMap", "apply:Service", "apply:Job", "status:TrainJob", "event:*"),
+    "FineTune": ("apply:ConfigMap", "apply:Job", "status:FineTune", "event:*"),
+    "EvalRun": ("apply:ConfigMap", "apply:Job", "status:EvalRun", "event:*"),
+    "serving": (
+        "apply:Deployment",
+        "apply:Service",
+        "status:ModelServe",
+        "status:Agent",
+        "event:*",
+    ),
+}
+KILL_POINTS = tuple(sorted({p for points in STAGE_POINTS.values() for p in points}))
 CHILD_KINDS = ("jobs", "services", "configmaps", "deployments", "replicasets")
 MANAGED = "app.kubernetes.io/managed-by=internlm-operator"
 OUR_KINDS = ("TrainJob", "FineTune", "EvalRun", "ModelServe", "Agent")
@@ -110,6 +112,8 @@ class Chaos:
     error: BaseException | None = None
     last_start: float = 0.0
     running: bool = False
+    # The writes the stage at hand makes (the test moves it along): an armed run dies there.
+    points: tuple[str, ...] = KILL_POINTS
 
     def command(self) -> list[str]:
         images = {s: f"registry.local/internlm-{s}:chaos" for s in OPERATOR_STAGES}
@@ -182,7 +186,7 @@ class Chaos:
             # Two in five armed at a write (mid-pass), two in five at a random moment once
             # ready, one in five while it starts (loading, logging in, starting its watches).
             mode = rng.random()
-            point = rng.choice(KILL_POINTS) if mode < 0.4 else None
+            point = rng.choice(self.points) if mode < 0.4 else None
             delay = rng.uniform(0.2, 2.5)
             starting = rng.uniform(0.5, 4.0) if mode >= 0.8 else None
             proc = self.spawn(point)
@@ -190,7 +194,7 @@ class Chaos:
             ready_at: float | None = None
             where = ""
             # An armed run waits for its point up to 6 s after ready, then is killed anyway.
-            budget = 6.0 if point else delay
+            budget = 5.0 if point else delay
             while True:
                 code = proc.poll()
                 if code is not None:
@@ -344,6 +348,7 @@ def test_operator_killed_20_times_and_api_restarted_converges(
 
         # Each stage's pods end (as the workloads would) only after a few more kills, so kills
         # land before, during and after every stage; some while the operator is down.
+        chaos.points = STAGE_POINTS["TrainJob"]
         tj.wait_running(2, timeout=120)
         chaos.wait_kills(3)
         tj.finish_all(
@@ -351,6 +356,7 @@ def test_operator_killed_20_times_and_api_restarted_converges(
         )
         tj.wait_phase("Succeeded", timeout=120)
 
+        chaos.points = STAGE_POINTS["FineTune"]
         ft.wait_running(1, timeout=120)
         chaos.wait_kills(7)
         ft.finish_all(
@@ -370,6 +376,7 @@ def test_operator_killed_20_times_and_api_restarted_converges(
         ft.wait_phase("Succeeded", timeout=120)
         ft_after_api_s = time.monotonic() - t_api
 
+        chaos.points = STAGE_POINTS["EvalRun"]
         ev.wait_running(1, timeout=120)
         chaos.wait_kills(12)
         ev.finish_all(
@@ -384,6 +391,7 @@ def test_operator_killed_20_times_and_api_restarted_converges(
         )
         t_ev = time.monotonic()
         ev.wait_phase("Succeeded", timeout=120)
+        chaos.points = STAGE_POINTS["serving"]
 
         def agent_ready() -> dict[str, Any]:
             return ag.wait(
