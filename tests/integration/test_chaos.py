@@ -114,6 +114,8 @@ class Chaos:
     running: bool = False
     # The writes the stage at hand makes (the test moves it along): an armed run dies there.
     points: tuple[str, ...] = KILL_POINTS
+    requested: str | None = None
+    armed_ready: threading.Event = field(default_factory=threading.Event)
 
     def command(self) -> list[str]:
         images = {s: f"registry.local/internlm-{s}:chaos" for s in OPERATOR_STAGES}
@@ -160,6 +162,17 @@ class Chaos:
         lines = self.log.read_text(errors="replace").splitlines()
         return "\n".join(lines[-n:])
 
+    def arm_next(self, point: str, timeout: float = 120) -> None:
+        """Have the next run armed at ``point`` and wait until it is ready: the test then makes
+        the write happen (ends the pods whose success makes it)."""
+        self.armed_ready.clear()
+        self.requested = point
+        wait_until(
+            f"a run armed at {point} ready",
+            lambda: self.armed_ready.is_set() or self.error or self.finished.is_set(),
+            timeout=timeout,
+        )
+
     def wait_kills(self, n: int, timeout: float = 120) -> None:
         wait_until(
             f"{n} operator kills",
@@ -189,12 +202,15 @@ class Chaos:
             point = rng.choice(self.points) if mode < 0.4 else None
             delay = rng.uniform(0.2, 2.5)
             starting = rng.uniform(0.5, 4.0) if mode >= 0.8 else None
+            # An armed run waits for its point up to 5 s after ready, then is killed anyway.
+            budget = 5.0 if point else delay
+            requested, self.requested = self.requested, None
+            if requested:  # the test is about to make this write happen: wait for it
+                point, starting, budget = requested, None, 45.0
             proc = self.spawn(point)
             t0 = time.monotonic()
             ready_at: float | None = None
             where = ""
-            # An armed run waits for its point up to 6 s after ready, then is killed anyway.
-            budget = 5.0 if point else delay
             while True:
                 code = proc.poll()
                 if code is not None:
@@ -207,6 +223,8 @@ class Chaos:
                 now = time.monotonic()
                 if ready_at is None and health_ok():
                     ready_at = now
+                    if requested:
+                        self.armed_ready.set()
                 if ready_at is not None and now - ready_at >= (0 if starting else budget):
                     where = (
                         f"random (armed {point}, not reached)"
@@ -351,6 +369,9 @@ def test_operator_killed_20_times_and_api_restarted_converges(
         chaos.points = STAGE_POINTS["TrainJob"]
         tj.wait_running(2, timeout=120)
         chaos.wait_kills(3)
+        # Killed right after the FineTune's Job is created (the TrainJob's success unblocks it),
+        # before the FineTune's status says so.
+        chaos.arm_next("apply:Job")
         tj.finish_all(
             2, {"ok": True, "outputs": {"model": "/mnt/pvc/model-store/pipeline/pretrain/hf"}}
         )
@@ -359,6 +380,7 @@ def test_operator_killed_20_times_and_api_restarted_converges(
         chaos.points = STAGE_POINTS["FineTune"]
         ft.wait_running(1, timeout=120)
         chaos.wait_kills(7)
+        chaos.arm_next("status:FineTune")  # killed right after the Succeeded patch
         ft.finish_all(
             1,
             {
@@ -379,6 +401,8 @@ def test_operator_killed_20_times_and_api_restarted_converges(
         chaos.points = STAGE_POINTS["EvalRun"]
         ev.wait_running(1, timeout=120)
         chaos.wait_kills(12)
+        # Killed right after the ModelServe's Deployment is created (the gate just passed).
+        chaos.arm_next("apply:Deployment")
         ev.finish_all(
             1,
             {
