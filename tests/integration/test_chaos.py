@@ -7,6 +7,9 @@ endpoints and lineage of the calm run, exactly one child of each kind per resour
 duplicate, no re-created child, no generateName leftover), no restart counted, no resource
 Failed or Stalled, a handful of Events per resource, and the operator never died by itself.
 
+Beside it: both cuts around one transition, deterministically (no Event lost or doubled), and
+one operator process kept through an API server restart (its watches come back).
+
 ``INTERNLM_CHAOS_SEED`` (default 15) picks the moments; ``INTERNLM_CHAOS_KILLS`` (default 20)
 how many.
 """
@@ -609,5 +612,31 @@ def test_killed_between_events_and_status_records_each_event_once(
         reasons = events_by_object(cluster, ns)[("TrainJob", "evt")]
         assert reasons == {"JobCreated": 1, "PodsRunning": 1, "Succeeded": 1}, chaos.tail()
         assert not tj.status().get("restarts")
+    finally:
+        chaos.stop()
+
+
+def test_operator_outlives_api_restart_and_sees_new_resources(
+    cluster: Cluster, chaos_namespace: str, tmp_path: Path
+) -> None:
+    """One operator process through an API server restart: its watches come back (kopf retries
+    them), so a TrainJob created after the restart gets its Job from the same process."""
+    ns = chaos_namespace
+    chaos = Chaos(cluster, ns, tmp_path / "operator.log")
+    try:
+        proc = chaos.spawn(None)
+        wait_until("the operator ready", health_ok, timeout=60)
+        took = localcluster.restart_apiserver()
+        doc = small("after-restart")
+        make_pvcs(cluster, ns, *claims_of(doc))
+        t0 = time.monotonic()
+        cluster.apply(doc, namespace=ns)
+        tj = Batch(cluster, ns, "TrainJob", "after-restart")
+        wait_until("its Job", tj.job, timeout=60, explain=chaos.tail)
+        print(
+            f"\nAPI server back in {took:.1f}s; a TrainJob created after it had its Job in "
+            f"{time.monotonic() - t0:.1f}s, from the same operator process"
+        )
+        assert proc.poll() is None, chaos.tail()
     finally:
         chaos.stop()
