@@ -68,11 +68,12 @@ helm-crds: venv
 test-helm: venv binaries
 	$(PY) -m pytest -q tests/helm
 
-# The newcomer's path: local cluster, `helm install`, the operator with the chart's
-# ServiceAccount permissions, and samples/pipeline.yaml run to the end (simulated pods).
-# REAL=1: the tiny chain runs for real on the cluster's real node (needs root; docs/demo.md).
+# The newcomer's path: local cluster with its real node, `helm install`, the operator with
+# the chart's ServiceAccount permissions, and the tiny chain TrainJob -> FineTune -> EvalRun ->
+# ModelServe -> Agent run for real on CPU in the project's own images (needs root;
+# docs/demo.md). SIM=1: samples/pipeline.yaml on simulated nodes instead (about a minute).
 demo:
-	@python3 e2e/demo.py up $(if $(REAL),--real)
+	@python3 e2e/demo.py up $(if $(SIM),,--real)
 
 demo-down:
 	@python3 e2e/demo.py down

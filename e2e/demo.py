@@ -6,7 +6,8 @@
                        samples/pipeline.yaml and drive it to the end with a live table
     e2e/demo.py up --real
                        the same with the chain really running on the cluster's real node
-                       (e2e/demo_real.py: CPU images, a tiny model, real loss and scores)
+                       (e2e/demo_real.py: CPU images, a tiny model, real loss, scores and
+                       answers); what ``make demo`` runs (``make demo SIM=1``: plain ``up``)
     e2e/demo.py down   remove what ``up`` created (and the cluster, if ``up`` started it)
 
 What is real and what is simulated: the Kubernetes control plane (etcd, kube-apiserver,
@@ -20,8 +21,9 @@ The chart's operator Deployment is scheduled on a simulated node too, so the rea
 here as a local process, configured with the Deployment's own arguments and environment and
 authenticated with a token of the chart's ServiceAccount: it has exactly the chart's RBAC.
 
-The simulated run is the default; ``--real`` (``make demo REAL=1``) runs e2e/realchain.py's
-TrainJob -> FineTune -> EvalRun for real instead (e2e/demo_real.py says how).
+``up`` alone is the simulated run (``make demo SIM=1``); ``--real`` (plain ``make demo``) runs
+e2e/realchain.py's TrainJob -> FineTune -> EvalRun -> ModelServe -> Agent for real instead
+(e2e/demo_real.py says how).
 
 Standard library only (it bootstraps the virtualenv it then uses for the operator).
 """
@@ -216,8 +218,8 @@ def ensure_installed(opts: Options) -> None:
             + ", ".join(missing)
         )
         note(
-            "the first, cold build compiles Kubernetes: about 12 minutes on 2 cores "
-            f"(cached in {localcluster.CACHE}/bin; later runs skip this)"
+            "the first, cold build compiles Kubernetes, CoreDNS and Kueue: about 35 minutes "
+            f"on 2 cores (cached in {localcluster.CACHE}/bin; later runs skip this)"
         )
         t0 = time.monotonic()
         subprocess.run(["make", "-C", str(REPO), "binaries"], check=True)
@@ -225,7 +227,7 @@ def ensure_installed(opts: Options) -> None:
     else:
         note(
             f"cluster binaries and helm: cached in {localcluster.CACHE}/bin "
-            "(built once; the cold build takes about 12 minutes on 2 cores)"
+            "(built once; the cold build takes about 35 minutes on 2 cores)"
         )
 
 
@@ -360,7 +362,8 @@ def service_account_kubeconfig(kube: Kube, opts: Options, dep: dict[str, Any]) -
     token = kube.kubectl(
         "create", "token", sa, "-n", opts.operator_namespace, "--duration=12h"
     ).stdout.strip()
-    server = f"https://127.0.0.1:{localcluster.PORTS.apiserver}"
+    # the API server binds the real node's address (not loopback) in real-node mode
+    server = f"https://{localcluster.api_host()}:{localcluster.PORTS.apiserver}"
     ca = localcluster.STATE / "pki" / "ca.crt"
     path = state_dir() / f"kubeconfig-{opts.release}"
     path.write_text(

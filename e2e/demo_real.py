@@ -1,4 +1,4 @@
-"""`make demo REAL=1` (``e2e/demo.py up --real``): the chain really runs, on the real node.
+"""`make demo` (``e2e/demo.py up --real``): the chain really runs, on the real node.
 
 What differs from the simulated demo (e2e/demo.py): the local cluster is brought up with its
 real node ``real-0`` (a real kubelet and containerd beside the kwok nodes, needs root); the
@@ -58,32 +58,68 @@ def helm_sets() -> list[str]:
     return sets
 
 
-def build_images(say: Any, note: Any) -> dict[str, Path]:
+def cached_archive(name: str) -> Path | None:
+    """The newest complete archive images/build.py left for ``name``, whatever sources it was
+    built from (its verify report next to it marks it complete)."""
+    out = localcluster.CACHE / "images" / "out"
+    done = [
+        p
+        for p in out.glob(f"{name}-cpu-*.oci.tar")
+        if p.with_suffix("").with_suffix(".verify.json").exists()
+    ]
+    return max(done, key=lambda p: p.stat().st_mtime) if done else None
+
+
+def use_cached_images() -> bool:
+    """INTERNLM_REAL_IMAGES=cached: take the newest archive of each image instead of building
+    from the current sources (for developers: every workload image hashes images/workloads,
+    so an edit there rebuilds them all). An image with no archive yet is built when needed."""
+    return os.environ.get("INTERNLM_REAL_IMAGES", "") == "cached"
+
+
+def build_images(
+    say: Any,
+    note: Any,
+    names: tuple[str, ...] = ALL_IMAGES,
+    later: tuple[str, ...] = realchain.SERVING_IMAGES,
+) -> dict[str, Path]:
     """images/build.py for the chain's images (both halves): a no-op when cached, minutes
-    cold."""
+    cold. With INTERNLM_REAL_IMAGES=cached only the images without any archive are built, and
+    those in ``later`` not yet (make_room_for_serving builds them when the batch half is done)."""
+    got: dict[str, Path] = {}
+    if use_cached_images():
+        for name in names:
+            if (archive := cached_archive(name)) is not None:
+                got[name] = archive
+        if got:
+            note("INTERNLM_REAL_IMAGES=cached: " + ", ".join(p.name for p in got.values()))
+        names = tuple(n for n in names if n not in got and n not in later)
+        if not names:
+            return got
     summary = localcluster.CACHE / "images" / "demo-build.json"
     summary.parent.mkdir(parents=True, exist_ok=True)
     say(
         "Building the CPU images "
-        + ", ".join(ALL_IMAGES)
-        + " (images/build.py: cached after the first time; cold about 30 minutes on 2 cores)"
+        + ", ".join(names)
+        + " (images/build.py: cached after the first time; cold about 15 minutes each on 2 "
+        "cores)"
     )
     t0 = time.monotonic()
     res = subprocess.run(
-        [str(VENV_PY), str(REPO / "images" / "build.py"), "--json", str(summary),
-         *ALL_IMAGES],
+        [str(VENV_PY), str(REPO / "images" / "build.py"), "--json", str(summary), *names],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
         check=False,
-    )  # fmt: skip
+    )
     if res.returncode != 0:
         raise RuntimeError(f"images/build.py failed:\n{res.stderr[-3000:]}")
-    got = {i["name"]: Path(i["archive"]) for i in json.loads(summary.read_text())["images"]}
+    built = {i["name"]: Path(i["archive"]) for i in json.loads(summary.read_text())["images"]}
     note(
-        f"images ready in {time.monotonic() - t0:.0f}s: " + ", ".join(p.name for p in got.values())
+        f"images ready in {time.monotonic() - t0:.0f}s: "
+        + ", ".join(p.name for p in built.values())
     )
-    return got
+    return {**got, **built}
 
 
 def cluster_up(say: Any, note: Any, state_dir: Path) -> None:
@@ -148,6 +184,9 @@ def make_room_for_serving(archives: dict[str, Path], say: Any, note: Any) -> Non
         "Batch half done: " + ", ".join(realchain.IMAGES) + " leave real-0 (disk), "
         + ", ".join(realchain.SERVING_IMAGES) + " come in"
     )  # fmt: skip
+    missing = tuple(n for n in realchain.SERVING_IMAGES if n not in archives)
+    if missing:  # INTERNLM_REAL_IMAGES=cached and no archive of them when the demo started
+        archives.update(build_images(say, note, missing, later=()))
     remove_images(realchain.IMAGES, note)
     import_images({n: archives[n] for n in realchain.SERVING_IMAGES}, say, note)
 
