@@ -243,3 +243,22 @@ def test_the_sample_renders_the_layout_it_documents() -> None:
     assert c["model"]["mlp_ratio"] == 4.0 and c["model"]["num_kv_attention_heads"] == 8
     # tokenBudget / (globalBatchSize x seqLength), rounded up
     assert c["TOTAL_STEP"] == -(-200_000_000_000 // (1024 * 4096))
+
+
+@pytest.mark.parametrize(("framework", "model"), [("internevo", None), ("deepspeed", "hf")])
+def test_a_succeeded_trainjob_claims_a_model_only_when_its_framework_writes_one(
+    framework: str, model: str | None
+) -> None:
+    import datetime as dt
+
+    from internlm_operator.reconcilers.trainjob import finish
+
+    doc = trainjob(framework=framework)
+    if framework == "deepspeed":
+        doc["spec"]["model"] = {"source": {"pvc": {"claimName": "corpus", "path": "m"}}}
+    spec = parse({**doc, "metadata": {"name": "evo", "namespace": "ns"}}).spec
+    result = {"ok": True, "checkpoint": {"step": 100, "path": "/mnt/output/checkpoints/100"}}
+    st = finish({"phase": "Succeeded"}, result, spec, "/mnt/output", dt.datetime.now(dt.UTC), 1, {})
+    got = (st.get("outputs") or {}).get("model")
+    assert (got is None) == (model is None), st
+    assert got is None or got.endswith(f"/{model}"), st

@@ -21,7 +21,10 @@ def finish(
     prev: dict[str, Any],
 ) -> dict[str, Any]:
     if status.get("phase") == "Succeeded":
-        set_outputs(status, result, spec, output_dir, {"model": "hf"})
+        # InternEvo writes only its own checkpoint format (no conversion to <output>/hf yet):
+        # no model is claimed that is not there, and a FineTune on it says so
+        defaults = {} if spec.framework == "internevo" else {"model": "hf"}
+        set_outputs(status, result, spec, output_dir, defaults)
     return status
 
 
