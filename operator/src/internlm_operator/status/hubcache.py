@@ -133,12 +133,14 @@ def entry_state(
 def retry_failed(state: EntryState, resource_created: str | None) -> bool:
     """Whether a failed entry is fetched again for this resource: only for a resource created
     after the fetch failed (the resources that waited keep their failure; a new one may come
-    with a fix: a token, a repo made public, a revision pushed)."""
+    with a fix: a token, a repo made public, a revision pushed). Both times have one-second
+    granularity, so a resource created in the second the fetch failed counts as later: a
+    resource that waited was created before its fetch Job, and at worst fetches once more."""
     return (
         state.state == "Failed"
         and bool(state.finished_at)
         and bool(resource_created)
-        and str(resource_created) > str(state.finished_at)
+        and str(resource_created) >= str(state.finished_at)
     )
 
 
