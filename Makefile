@@ -33,6 +33,7 @@ lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check operator tests e2e bench images hack
 	$(PY) -m mypy operator/src/internlm_operator
+	cd operator/src && ../../.venv/bin/lint-imports --config ../../pyproject.toml
 
 # crds/ from the API models, then the chart's copies (helm-crds) from crds/, so they never drift.
 crds: venv

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.labels import ATTEMPT_LABEL
+from ..api.labels import SPEC_HASH_ANNOTATION as HASH_ANNOTATION
 from ..runtimes import CONFIG_FILE, Rendered
-from ..status.batch import ATTEMPT_LABEL, HASH_ANNOTATION
 from .common import (
     Owner,
     check_name,

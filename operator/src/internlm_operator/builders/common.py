@@ -10,18 +10,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.labels import KIND_LABEL, MANAGED_BY, RESOURCE_LABEL
 from ..runtimes import CONFIG_DIR, InvalidSpec, RenderContext, Rendered, for_resource
 from . import hubcache
 from .security import harden
 
-MANAGED_BY = "internlm-operator"
 PART_OF = "internlm"
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 KUEUE_LABELS = (QUEUE_LABEL, PRIORITY_LABEL)
 """The resource's labels that Kueue reads, passed on to the children (Job, pod template)."""
-RESOURCE_LABEL = "internlm.io/resource"
-KIND_LABEL = "internlm.io/kind"
 SHORT = {"TrainJob": "tj", "FineTune": "ft", "EvalRun": "er", "ModelServe": "ms", "Agent": "ag"}
 PVC_ROOT = "/mnt/pvc"
 INPUTS_ROOT = "/mnt/inputs"

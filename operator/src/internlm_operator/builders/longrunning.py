@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.labels import SPEC_HASH_ANNOTATION
 from ..runtimes import CONFIG_FILE, Rendered
 from .common import Owner, check_name, stable_hash
 
 CONTAINER = "server"
 COMPONENT = "server"
 CONFIG_HASH_ANNOTATION = "internlm.io/config-hash"
-SPEC_HASH_ANNOTATION = "internlm.io/spec-hash"
 CLUSTER_DOMAIN = "cluster.local"
 
 

@@ -12,14 +12,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..api.labels import ATTEMPT_LABEL
+from ..api.labels import SPEC_HASH_ANNOTATION as HASH_ANNOTATION
 from ..api.v1alpha1 import RestartDelay
 from .conditions import FALSE, TRUE, Cond, merge, now_rfc3339, parse_time, transitions
 from .failures import Failure, Rule, apply_rules, classify, job_condition, pod_index, pod_result
 from .kueue import queued_message
 from .stuck import Ref, failed_create, missing, of_pods
 
-ATTEMPT_LABEL = "internlm.io/attempt"
-HASH_ANNOTATION = "internlm.io/spec-hash"
 TERMINAL = ("Succeeded", "Failed")
 
 SUSPENDED_QUEUED = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import ConfigDict, Field, model_validator
@@ -19,6 +20,17 @@ from .common import (
     cel,
     validations,
 )
+
+ToolCheck = Callable[[list[tuple[str, dict[str, Any] | None]]], object]
+TOOL_CHECKS: list[ToolCheck] = []
+"""Checks of an Agent's tools for the operator's own image (raise ValueError to refuse); the
+package registers the runtimes' catalogue (``internlm_operator/__init__.py``)."""
+
+
+def register_tool_check(check: ToolCheck) -> None:
+    if check not in TOOL_CHECKS:
+        TOOL_CHECKS.append(check)
+
 
 AgentType = Literal["react", "internlm2"]
 DEFAULT_AGENT_PORT = 8000
@@ -135,10 +147,10 @@ class AgentSpec(WorkloadCommon):
         if self.image is None:
             # The operator's own agent image: its tools are known, so a name or param it
             # cannot run is refused now rather than in a crash-looping pod (with spec.image
-            # the agent checks at start-up). Imported here: runtimes/ imports no API module.
-            from ...runtimes.agent_tools import resolve_all
-
-            resolve_all([(t.name, t.params) for t in self.tools or []])
+            # the agent checks at start-up). The check is the runtimes' catalogue, registered
+            # by the package (the API imports nothing of ours).
+            for check in TOOL_CHECKS:
+                check([(t.name, t.params) for t in self.tools or []])
         return self
 
 
