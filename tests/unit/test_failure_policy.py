@@ -580,3 +580,9 @@ def test_an_operator_restarted_between_the_record_and_the_delete_keeps_the_wait(
     assert d.status["restarts"] == 1 and d.status["nextRestartTime"] == "2026-01-01T12:00:10Z"
     d = decide(obs(d.status, later))
     assert d.action == "none" and d.requeue_after == pytest.approx(6.0)
+
+
+def test_a_key_error_is_a_bug_not_an_invalid_spec() -> None:
+    from internlm_operator.reconcilers.controller import permanent_from
+
+    assert permanent_from(KeyError("spec")) is None  # retried and logged, not InvalidSpec

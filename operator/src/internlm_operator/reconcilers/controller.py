@@ -156,6 +156,7 @@ class Controller:
                     st.failures, st.due = 0, time.monotonic() + cfg.retry_max_seconds
                     return
                 except Exception as e:  # never crash on a resource
+                    log.exception("%s %s/%s: operator error (a bug)", kind, namespace, name)
                     self._retry(key, st, "transient", e)
                     return
             metrics.RECONCILES.labels(kind, "ok").inc()
@@ -248,6 +249,6 @@ def permanent_from(err: Exception) -> PermanentError | None:
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:5]
         )
         return PermanentError("InvalidSpec", msgs)
-    if isinstance(err, KeyError):
-        return PermanentError("InvalidSpec", f"missing {err}")
+    # Anything else (a KeyError included) is a bug of the operator, not the user's spec: it is
+    # retried with backoff and its traceback logged, never reported as InvalidSpec.
     return None
