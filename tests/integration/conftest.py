@@ -86,25 +86,39 @@ class OperatorHandle:
             raise AssertionError("the operator did not stop in time")
 
 
-@pytest.fixture(scope="session")
-def operator(cluster: Cluster, crds: list[str], session_token: str) -> Iterator[OperatorHandle]:
-    config = OperatorConfig(
-        kubeconfig=str(cluster.kubeconfig),
-        namespaces=(f"it-{session_token}-*",),
-        metrics_port=0,
-        health_port=0,
-        resync_seconds=1.0,
-        images={s: f"registry.local/internlm-{s}:test" for s in default_images()},
-        # Simulated pods have 127.64.x.y addresses: polling them stays on this machine.
-        progress_timeout=0.5,
-        progress_interval=0.5,
-        retry_min_seconds=0.5,
-        retry_max_seconds=5.0,
-    )
+def operator_config(cluster: Cluster, namespace_glob: str, **overrides: Any) -> OperatorConfig:
+    """The in-process operator's settings for the tests: fast resync and retries, test image
+    names, short progress polls (simulated pods have 127.64.x.y addresses: polling them stays
+    on this machine); ``overrides`` for what a test needs otherwise."""
+    settings: dict[str, Any] = {
+        "kubeconfig": str(cluster.kubeconfig),
+        "namespaces": (namespace_glob,),
+        "metrics_port": 0,
+        "health_port": 0,
+        "resync_seconds": 1.0,
+        "images": {s: f"registry.local/internlm-{s}:test" for s in default_images()},
+        "progress_timeout": 0.5,
+        "progress_interval": 0.5,
+        "retry_min_seconds": 0.5,
+        "retry_max_seconds": 5.0,
+    }
+    return OperatorConfig(**{**settings, **overrides})
+
+
+@contextlib.contextmanager
+def running_operator(config: OperatorConfig) -> Iterator[OperatorHandle]:
     handle = OperatorHandle(config)
     handle.start()
-    yield handle
-    handle.stop()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crds: list[str], session_token: str) -> Iterator[OperatorHandle]:
+    with running_operator(operator_config(cluster, f"it-{session_token}-*")) as handle:
+        yield handle
 
 
 # ----------------------------------------------------------------------------- helpers

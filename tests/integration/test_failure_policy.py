@@ -13,10 +13,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from internlm_operator.config import OperatorConfig, default_images
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.conftest import Batch, OperatorHandle, claims_of, make_pvcs, sample
+from tests.integration.conftest import (
+    Batch,
+    OperatorHandle,
+    claims_of,
+    make_pvcs,
+    operator_config,
+    running_operator,
+    sample,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -39,22 +46,9 @@ def slow_resync(cluster: Cluster, crds: list[str], session_token: str) -> Iterat
     """An operator whose resync (30 s) is far longer than the restart delays here: a gang that
     restarts on time was requeued for the end of its delay, not found by the resync. It
     watches only ``fp-<token>-*`` namespaces, so it never meets the session's operator."""
-    config = OperatorConfig(
-        kubeconfig=str(cluster.kubeconfig),
-        namespaces=(f"fp-{session_token}-*",),
-        metrics_port=0,
-        health_port=0,
-        resync_seconds=30.0,
-        images={s: f"registry.local/internlm-{s}:test" for s in default_images()},
-        progress_timeout=0.5,
-        progress_interval=0.5,
-        retry_min_seconds=0.5,
-        retry_max_seconds=5.0,
-    )
-    handle = OperatorHandle(config)
-    handle.start()
-    yield handle
-    handle.stop()
+    config = operator_config(cluster, f"fp-{session_token}-*", resync_seconds=30.0)
+    with running_operator(config) as handle:
+        yield handle
 
 
 _counter = itertools.count()

@@ -18,10 +18,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from internlm_operator.config import OperatorConfig, default_images
 
 from tests.conftest import Cluster, wait_until
-from tests.integration.conftest import Batch, OperatorHandle, make_pvcs, sample
+from tests.integration.conftest import (
+    Batch,
+    OperatorHandle,
+    make_pvcs,
+    operator_config,
+    running_operator,
+    sample,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -51,24 +57,14 @@ def storage_class(cluster: Cluster, session_token: str) -> Iterator[str]:
 def cache_operator(
     cluster: Cluster, crds: list[str], session_token: str, storage_class: str
 ) -> Iterator[OperatorHandle]:
-    config = OperatorConfig(
-        kubeconfig=str(cluster.kubeconfig),
-        namespaces=(f"hc-{session_token}-*",),
-        metrics_port=0,
-        health_port=0,
-        resync_seconds=1.0,
-        images={s: f"registry.local/internlm-{s}:test" for s in default_images()},
-        progress_timeout=0.5,
-        progress_interval=0.5,
-        retry_min_seconds=0.5,
-        retry_max_seconds=5.0,
+    config = operator_config(
+        cluster,
+        f"hc-{session_token}-*",
         hub_cache_storage_class=storage_class,
         hub_cache_size="10Gi",
     )
-    handle = OperatorHandle(config)
-    handle.start()
-    yield handle
-    handle.stop()
+    with running_operator(config) as handle:
+        yield handle
 
 
 @pytest.fixture
