@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from .batch import _phase_conditions, build_status
 from .conditions import now_rfc3339
-from .failures import job_condition, parse_result, terminated
+from .pod_reports import job_condition, parse_result, terminated
 
 FETCHING = "FetchingInputs"
 """The ``Ready=False`` reason of a resource waiting for its cache entries."""

@@ -29,7 +29,7 @@ from .conditions import (
     parse_time,
     transitions,
 )
-from .failures import parse_result
+from .pod_reports import parse_result
 from .stuck import REASONS as STUCK_REASONS
 from .stuck import Stuck, of_pods, replica_failure, startup_budget
 
