@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .batch import _phase_conditions, build_status
+from .batch_phase import build_status, phase_conditions
 from .conditions import now_rfc3339
 from .pod_reports import job_condition, parse_result, terminated
 
@@ -228,7 +228,7 @@ def batch_status(
     ``FetchingInputs``) or once one failed (phase ``Failed`` with the fetch's reason)."""
     failed = v.kind == "failed"
     phase = "Failed" if failed else "Waiting"
-    conds = _phase_conditions(
+    conds = phase_conditions(
         phase,
         v.reason,
         v.message,
