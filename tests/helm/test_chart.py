@@ -234,7 +234,7 @@ def _assert_least_privilege(rules: set[tuple[str, str, str]]) -> None:
         "leases",
     ):
         assert forbidden not in resources, forbidden
-    assert {v for g, res, v in rules if res == "pods"} == {"list"}
+    assert {v for g, res, v in rules if res == "pods"} == {"list", "watch"}
     assert not {v for g, res, v in rules if res == "customresourcedefinitions"} - {
         "get",
         "list",

@@ -84,18 +84,21 @@ one Role per watched namespace.
 - apiGroups: [internlm.io]
   resources: [trainjobs/finalizers, finetunes/finalizers, evalruns/finalizers, modelserves/finalizers, agents/finalizers]
   verbs: [update]
-# Jobs and Deployments: server-side apply (patch; create when absent), read back, watched by
-# kopf for fast status, deleted on gang restart / cleanup, scaled or suspended by merge patch.
+# Every child is watched (list + watch, selected by app.kubernetes.io/managed-by on the
+# server) into the operator's cache, so a pass reads nothing from the API.
+# Jobs and Deployments: server-side apply (patch; create when absent), deleted on gang
+# restart / cleanup, scaled or suspended by merge patch.
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
-# The other children are only written (server-side apply) and deleted, never read.
+# Services and ConfigMaps: written (server-side apply) and deleted; watched as metadata only
+# (the operator's cache keeps their labels and annotations, never a ConfigMap's data).
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 # Before creating a Job or Deployment: do the PVCs and ConfigMaps its pods name exist?
 # (metadata-only GETs; the status says which one is missing)
 - apiGroups: [""]
@@ -117,14 +120,14 @@ one Role per watched namespace.
 {{- end }}
 - apiGroups: [autoscaling]
   resources: [horizontalpodautoscalers]
-  verbs: [create, patch, delete]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [create, patch, delete]
-# Pods are only listed: termination messages (results), restarts, placement.
+  verbs: [list, watch, create, patch, delete]
+# Pods are only watched: termination messages (results), restarts, placement.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [list]
+  verbs: [list, watch]
 # Kueue's reason while a Job is queued: the Job's Workload (403/404 tolerated: Kueue absent).
 - apiGroups: [kueue.x-k8s.io]
   resources: [workloads]

@@ -53,6 +53,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="period of the level-based resync (env INTERNLM_RESYNC_SECONDS, 15)",
     )
     r.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="reconcile passes run at once (env INTERNLM_WORKERS, 8)",
+    )
+    r.add_argument(
+        "--api-qps",
+        type=float,
+        default=None,
+        help="client-side limit on API requests per second (env INTERNLM_API_QPS, 200; 0 = none)",
+    )
+    r.add_argument(
+        "--api-burst",
+        type=int,
+        default=None,
+        help="requests allowed at once above --api-qps (env INTERNLM_API_BURST, 400)",
+    )
+    r.add_argument(
         "--image",
         action="append",
         default=[],
@@ -136,6 +154,9 @@ def config_from_args(a: argparse.Namespace) -> cfg.OperatorConfig:
             metrics_port=a.metrics_port,
             health_port=a.health_port,
             resync_seconds=a.resync_seconds,
+            workers=a.workers,
+            api_qps=a.api_qps,
+            api_burst=a.api_burst,
             images=images,
             image_pull_policy=a.image_pull_policy,
             default_storage_class=a.default_storage_class,

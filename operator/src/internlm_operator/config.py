@@ -16,6 +16,9 @@ Environment variables (all optional; the Helm chart sets them):
 - ``INTERNLM_RESYNC_SECONDS``  period of the level-based reconcile timer (default 15)
 - ``INTERNLM_PROGRESS_TIMEOUT``  seconds one progress fetch may take in all (0 = do not poll)
 - ``INTERNLM_PROGRESS_INTERVAL`` seconds between progress fetches of each running pod
+- ``INTERNLM_WORKERS``  reconcile passes run at once (default 8)
+- ``INTERNLM_API_QPS`` / ``INTERNLM_API_BURST``  client-side limit on the passes' API requests
+  (default 200 per second, bursts of 400; 0 = no limit)
 """
 
 from __future__ import annotations
@@ -67,6 +70,11 @@ class OperatorConfig:
     # Backoff for transient errors (API unreachable, conflicts): first delay, cap.
     retry_min_seconds: float = 1.0
     retry_max_seconds: float = 60.0
+    # Passes run at once (worker threads), and the client-side limit on the API requests they
+    # send together (client-go's token bucket; 0 = no limit).
+    workers: int = 8
+    api_qps: float = 200.0
+    api_burst: int = 400
 
     def image(self, stage: str) -> str:
         return self.images.get(stage) or default_images()[stage]
@@ -156,6 +164,9 @@ def from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Opera
         "resync_seconds": float(env.get("INTERNLM_RESYNC_SECONDS", "15")),
         "progress_timeout": float(env.get("INTERNLM_PROGRESS_TIMEOUT", "1")),
         "progress_interval": float(env.get("INTERNLM_PROGRESS_INTERVAL", "5")),
+        "workers": int(env.get("INTERNLM_WORKERS", "8")),
+        "api_qps": float(env.get("INTERNLM_API_QPS", "200")),
+        "api_burst": int(env.get("INTERNLM_API_BURST", "400")),
     }
     if overrides.get("default_resources") is None:  # a flag wins over the environment
         kw["default_resources"] = parse_default_resources(

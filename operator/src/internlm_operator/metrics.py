@@ -41,6 +41,17 @@ PHASES = Gauge(
     ["kind", "phase"],
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "internlm_operator_api_requests",
+    "Requests the reconcilers sent to the API server, by verb (watch streams not included).",
+    ["verb"],
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "internlm_operator_work_queue_depth",
+    "Resources waiting in the work queue (due now or later).",
+    registry=REGISTRY,
+)
 
 
 @contextmanager

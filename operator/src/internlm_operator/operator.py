@@ -16,12 +16,17 @@ from typing import Any
 import kopf
 
 from . import metrics
+from .api.v1alpha1 import API_VERSION, KINDS
 from .builders.batch import PROGRESS_PORT
 from .config import OperatorConfig
 from .health import Health
-from .reconcilers import RECONCILERS, Context, Controller, register
+from .reconcilers import RECONCILERS, Context, Controller, register, watches
 from .reconcilers.kube import Kube, load_api_client
+from .reconcilers.kube.cached import CachedKube
+from .reconcilers.kube.ratelimit import TokenBucket
+from .reconcilers.kube.store import Store
 from .reconcilers.progress import ProgressPoller
+from .reconcilers.watches import CHILDREN
 
 log = logging.getLogger("internlm_operator")
 
@@ -54,9 +59,20 @@ def build(
     reconcilers: dict[str, Any] | None = None,
 ) -> tuple[kopf.OperatorRegistry, Controller, Any]:
     api_client = load_api_client(config.kubeconfig, config.context)
-    kube = Kube(api_client)
+    # Enough pooled connections for every worker (urllib3 drops the extra ones otherwise).
+    api_client.rest_client.pool_manager.connection_pool_kw["maxsize"] = config.workers + 4
+    store = Store()
+    watched = {w.gk: w.metadata_only for w in CHILDREN}
+    watched.update({(API_VERSION, k): False for k in KINDS})
+    limiter = TokenBucket(config.api_qps, config.api_burst) if config.api_qps > 0 else None
+    kube = CachedKube(api_client, store, watched, limiter)
+    for k in KINDS:  # fed by kopf's watch; a miss is read from the API
+        store.mark_synced((API_VERSION, k))
     ctx = Context(config, kube, fault)
-    controller = Controller(ctx, dict(reconcilers or RECONCILERS), health)
+    controller = Controller(ctx, dict(reconcilers or RECONCILERS), health, store)
+    # The informers' long watches get their own connections (and no rate limit).
+    watch_client = load_api_client(config.kubeconfig, config.context)
+    informers = watches.informers(Kube(watch_client), store, controller.on_child, config.namespaces)
     if config.progress_timeout > 0:
         ctx.progress = ProgressPoller(
             config.progress_timeout, config.progress_interval, PROGRESS_PORT, controller.touch
@@ -75,7 +91,7 @@ def build(
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, config.namespaces)
-        tasks.append(asyncio.create_task(controller.loop(stop)))
+        tasks.append(asyncio.create_task(controller.loop(stop, informers)))
         if ctx.progress is not None:
             ctx.progress.start()
         if health is not None:
@@ -90,7 +106,18 @@ def build(
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    return registry, controller, api_client
+    return registry, controller, _Clients(api_client, watch_client)
+
+
+class _Clients:
+    """Both API clients, closed together."""
+
+    def __init__(self, *clients: Any) -> None:
+        self.clients = clients
+
+    def close(self) -> None:
+        for c in self.clients:
+            c.close()
 
 
 _EXACT_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -152,6 +179,10 @@ async def operator_task(
 def run_operator(config: OperatorConfig) -> None:
     fmt = kopf.LogFormat.JSON if config.log_format == "json" else kopf.LogFormat.FULL
     kopf.configure(verbose=config.verbose, log_format=fmt)
+    if not config.verbose:
+        # kopf logs every handler call on every object at INFO ("Handler ... succeeded"): at a
+        # few thousand resources that is most of the operator's CPU and all of its log.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     health = Health(stale_after=max(60.0, 4 * config.resync_seconds))
     health.serve(config.health_port)
     metrics.serve(config.metrics_port)

@@ -29,27 +29,17 @@ RECONCILERS: dict[str, ReconcileFn] = {
     "Agent": reconcile_agent,
 }
 
-MANAGED = {"app.kubernetes.io/managed-by": "internlm-operator"}
-
 
 def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+    """kopf watches the five kinds (the children are watched by the informers, watches.py):
+    each event goes into the store and makes its resource due."""
     for kind in controller.reconcilers:
         plural = KINDS[kind].plural
 
-        def on_event(event: Any, body: Any, _kind: str = kind, **_: Any) -> None:
-            controller.on_event(_kind, event.get("type"), body)
+        def on_event(event: Any, _kind: str = kind, **_: Any) -> None:
+            controller.on_event(_kind, event.get("type"), event.get("object") or {})
 
         kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}-event")(on_event)
-
-    def on_job(event: Any, body: Any, **_: Any) -> None:
-        controller.on_child_event(event.get("type"), body)
-
-    kopf.on.event("batch", "v1", "jobs", labels=MANAGED, registry=registry, id="jobs-event")(on_job)
-    # ModelServe / Agent: a Deployment's status changes (pods ready, lost, replaced) re-reconcile
-    # its owner at once, so Degraded and recovery show without waiting for the resync.
-    kopf.on.event(
-        "apps", "v1", "deployments", labels=MANAGED, registry=registry, id="deployments-event"
-    )(on_job)
     register_dependents(registry, controller)
     register_hubcache(registry, controller)
 

@@ -162,9 +162,13 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> floa
     )
     # While the Job is suspended (queued in Kueue, or held by it), Kueue's reason from the
     # Workload.
+    # Kueue's reason for a Job it holds (queue-name label, or Kueue managing Jobs without one);
+    # not for one the user suspended (its status says Suspended, and a LIST per pass of each
+    # of those would cost requests at rest).
     workload = (
         workload_for(kube, namespace, job)
-        if job is not None
+        if (queued or not spec.suspend)
+        and job is not None
         and job.get("spec", {}).get("suspend")
         and not job["metadata"].get("deletionTimestamp")
         else None

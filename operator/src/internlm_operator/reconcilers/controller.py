@@ -1,11 +1,12 @@
-"""The reconcile machinery shared by every kind.
+"""The reconcile machinery shared by every kind: watch events in, passes out of a work queue.
 
-kopf only watches: each kind's watch events (and the events of the Jobs we own) mark a resource
-for reconciling; a resync loop reconciles every known resource every ``resync_seconds`` and
-retries failed passes with exponential backoff. One pass per resource at a time (a lock per
-resource), so the change handlers, the Job watch and the loop never race. No kopf timers or
-daemons are used: they would put a finalizer on every resource and block its deletion whenever
-the operator is down.
+kopf watches the five kinds and the informers (``kube/informer.py``) the children; both only
+put what they saw in the store and the key of the resource it concerns in the work queue
+(``workqueue.py``: one pass per resource at a time, backoff with jitter on failure). A fixed
+pool of worker threads runs the passes, which read from the store (``kube/cached.py``), so a
+pass over a resource where nothing changed sends no request at all. No kopf timers or daemons
+are used: they would put a finalizer on every resource and block its deletion whenever the
+operator is down.
 
 Requeue contract (keep it when rewriting the core): a reconcile function returns ``None`` or a
 number of seconds. ``None``: the next pass is due after ``resync_seconds`` (or sooner, on a
@@ -21,20 +22,26 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 
 from .. import metrics
+from ..api.labels import KIND_LABEL, RESOURCE_LABEL
+from ..api.v1alpha1 import API_VERSION
 from ..config import OperatorConfig
 from ..health import Health
 from ..runtimes import InvalidSpec
 from ..status.conditions import TRUE, is_true, transitions
 from ..status.stuck import REASONS as STUCK_REASONS
 from .kube import Kube, KubeError, record_event
+from .kube.informer import Informer
+from .kube.store import Store
 from .progress import ProgressPoller
+from .watches import wait_synced
+from .workqueue import Backoff, WorkQueue
 
 log = logging.getLogger("internlm_operator")
 
@@ -101,76 +108,78 @@ class Context:
             record_event(self.kube, obj, "Warning" if warn else "Normal", c["reason"], msg)
 
 
-@dataclass
-class _State:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    due: float = 0.0
-    failures: int = 0
-
-
 class Controller:
+    """Passes come from one work queue; kopf's handlers and the informers only add to it.
+
+    A key is due again after each pass (the requeue contract: the resync, or sooner), after
+    its backoff when a pass failed, and at once when a watch event shows its resource or one
+    of its children changed (an event that only echoes the operator's own write changes
+    nothing in the store and adds nothing).
+    """
+
     def __init__(
-        self, ctx: Context, reconcilers: dict[str, ReconcileFn], health: Health | None = None
+        self,
+        ctx: Context,
+        reconcilers: dict[str, ReconcileFn],
+        health: Health | None = None,
+        store: Store | None = None,
     ) -> None:
         self.ctx = ctx
         self.reconcilers = reconcilers
         self.health = health
-        self._states: dict[Key, _State] = {}
-        self._guard = threading.Lock()
+        self.store = store if store is not None else Store()
+        cfg = ctx.config
+        self.queue = WorkQueue(Backoff(cfg.retry_min_seconds, cfg.retry_max_seconds, 0.1))
 
-    # -- bookkeeping ---------------------------------------------------------------------
-    def _state(self, key: Key) -> _State:
-        with self._guard:
-            return self._states.setdefault(key, _State())
-
-    def forget(self, key: Key) -> None:
-        with self._guard:
-            self._states.pop(key, None)
-        if self.ctx.progress is not None:
-            self.ctx.progress.forget(key)
-
+    # -- keys ------------------------------------------------------------------------------
     def known(self) -> list[Key]:
-        with self._guard:
-            return list(self._states)
+        return [
+            (kind, ns, name)
+            for kind in self.reconcilers
+            for ns, name in self.store.names((API_VERSION, kind))
+        ]
 
     def touch(self, key: Key) -> None:
         """Make a resource due now."""
-        self._state(key).due = 0.0
+        self.queue.add(key)
 
-    # -- one pass ------------------------------------------------------------------------
+    def forget(self, key: Key) -> None:
+        self.queue.discard(key)
+        if self.ctx.progress is not None:
+            self.ctx.progress.forget(key)
+
+    # -- one pass ----------------------------------------------------------------------------
     def reconcile(self, key: Key) -> None:
+        """Run one pass of ``key`` now and schedule its next one (the caller holds the key)."""
         kind, namespace, name = key
-        st = self._state(key)
-        with st.lock:
-            cfg = self.ctx.config
-            with metrics.timed(kind):
-                try:
-                    requeue = self.reconcilers[kind](self.ctx, namespace, name)
-                except KubeError as e:
-                    if e.transient:
-                        self._retry(key, st, "transient", e)
-                        return
-                    metrics.ERRORS.labels(kind, "permanent").inc()
-                    metrics.RECONCILES.labels(kind, "permanent_error").inc()
-                    log.error("%s %s/%s: API rejected a request: %s", kind, namespace, name, e)
-                    st.failures, st.due = 0, time.monotonic() + cfg.retry_max_seconds
-                    return
-                except Exception as e:  # never crash on a resource
-                    log.exception("%s %s/%s: operator error (a bug)", kind, namespace, name)
-                    self._retry(key, st, "transient", e)
-                    return
-            metrics.RECONCILES.labels(kind, "ok").inc()
-            st.failures = 0
-            st.due = time.monotonic() + next_pass_in(requeue, cfg.resync_seconds)
-
-    def _retry(self, key: Key, st: _State, type_: str, err: BaseException) -> None:
-        kind = key[0]
         cfg = self.ctx.config
+        with metrics.timed(kind):
+            try:
+                requeue = self.reconcilers[kind](self.ctx, namespace, name)
+            except KubeError as e:
+                if e.transient:
+                    self._retry(key, "transient", e)
+                    return
+                metrics.ERRORS.labels(kind, "permanent").inc()
+                metrics.RECONCILES.labels(kind, "permanent_error").inc()
+                log.error("%s %s/%s: API rejected a request: %s", kind, namespace, name, e)
+                self.queue.forget(key)
+                self.queue.add(key, cfg.retry_max_seconds)
+                return
+            except Exception as e:  # never crash on a resource
+                log.exception("%s %s/%s: operator error (a bug)", kind, namespace, name)
+                self._retry(key, "transient", e)
+                return
+        metrics.RECONCILES.labels(kind, "ok").inc()
+        self.queue.forget(key)
+        if self.store.peek((API_VERSION, kind), namespace, name) is not None:
+            self.queue.add(key, next_pass_in(requeue, cfg.resync_seconds))
+
+    def _retry(self, key: Key, type_: str, err: BaseException) -> None:
+        kind = key[0]
         metrics.ERRORS.labels(kind, type_).inc()
         metrics.RECONCILES.labels(kind, "error").inc()
-        delay = min(cfg.retry_max_seconds, cfg.retry_min_seconds * (2**st.failures))
-        st.failures += 1
-        st.due = time.monotonic() + delay
+        delay = self.queue.retry(key)
         log.warning(
             "%s %s/%s: reconcile failed (%s: %s); retrying in %.1fs",
             kind,
@@ -181,52 +190,80 @@ class Controller:
             delay,
         )
 
-    # -- kopf glue -----------------------------------------------------------------------
-    def on_event(self, kind: str, event_type: str | None, body: Any) -> None:
-        md = body.get("metadata", {})
+    def work(self) -> None:
+        """One worker thread: take a due key, run its pass, give it back."""
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                self.reconcile(key)  # type: ignore[arg-type]
+            finally:
+                self.queue.done(key)
+                metrics.QUEUE_DEPTH.set(len(self.queue))
+
+    # -- what the watches report -------------------------------------------------------------
+    def on_event(self, kind: str, event_type: str | None, obj: Mapping[str, Any]) -> None:
+        md = obj.get("metadata", {})
         key: Key = (kind, md.get("namespace"), md.get("name"))
+        gk = (API_VERSION, kind)
         if event_type == "DELETED":
+            self.store.remove(gk, key[1], key[2])
             self.forget(key)
             return
-        status = body.get("status") or {}
-        first = key not in self._states
-        changed = md.get("generation") != status.get("observedGeneration")
-        self._state(key)
-        if first or changed:
-            self.reconcile(key)
+        if self.store.upsert(gk, obj):
+            self.queue.add(key)
 
-    def on_child_event(self, event_type: str | None, body: Any) -> None:
-        labels = body.get("metadata", {}).get("labels") or {}
-        kind, name = labels.get("internlm.io/kind"), labels.get("internlm.io/resource")
-        ns = body.get("metadata", {}).get("namespace")
+    def on_child(self, _kind: Any, obj: Mapping[str, Any]) -> None:
+        md = obj.get("metadata", {})
+        labels = md.get("labels") or {}
+        kind, name = labels.get(KIND_LABEL), labels.get(RESOURCE_LABEL)
+        ns = md.get("namespace")
         if kind in self.reconcilers and name and ns:
-            key: Key = (kind, ns, name)
-            if key in self._states:
-                self.reconcile(key)
+            if self.store.peek((API_VERSION, kind), ns, name) is not None:
+                self.queue.add((kind, ns, name))
+        elif "labels" not in md and ns:
+            # A child gone while no watch ran (known by its name only): its owner is the
+            # resource whose children are named after it, so every resource of the namespace
+            # that could own it is due (rare: after a watch gap).
+            for key in self.known():
+                if key[1] == ns and str(md.get("name", "")).startswith(key[2]):
+                    self.queue.add(key)
 
-    async def loop(self, stop: asyncio.Event) -> None:
-        """Reconcile every known resource when it is due (resync or retry)."""
+    # -- run -------------------------------------------------------------------------------
+    async def loop(self, stop: asyncio.Event, informers: list[Informer] | None = None) -> None:
+        """Start the informers, wait for their first lists, run the workers until ``stop``."""
         loop = asyncio.get_running_loop()
-        sem = asyncio.Semaphore(8)
+        infs = informers or []
+        for inf in infs:
+            inf.start()
+        await loop.run_in_executor(None, wait_synced, infs, SYNC_TIMEOUT)
+        threads = [
+            threading.Thread(target=self.work, name=f"reconcile-{i}", daemon=True)
+            for i in range(max(1, self.ctx.config.workers))
+        ]
+        for t in threads:
+            t.start()
+        try:
+            while not stop.is_set():
+                if self.health is not None:
+                    self.health.beat()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1.0)
+        finally:
+            self.queue.close()
+            for inf in infs:
+                inf.stop()
+            await loop.run_in_executor(None, _join, threads, 30.0)
 
-        async def one(key: Key) -> None:
-            async with sem:
-                await loop.run_in_executor(None, self.reconcile, key)
 
-        while not stop.is_set():
-            if self.health is not None:
-                self.health.beat()
-            now = time.monotonic()
-            due = [
-                k
-                for k in self.known()
-                if self._state(k).due <= now and not self._state(k).lock.locked()
-            ]
-            if due:
-                await asyncio.gather(*(one(k) for k in due), return_exceptions=True)
-            tick = min(1.0, self.ctx.config.resync_seconds)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=tick)
+SYNC_TIMEOUT = 30.0
+
+
+def _join(threads: list[threading.Thread], timeout: float) -> None:
+    end = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
 
 
 def next_pass_in(requeue: float | None, resync_seconds: float) -> float:
