@@ -76,7 +76,7 @@ def test_replace_of_one_namespace_keeps_the_others_and_reports_what_changed() ->
 def test_the_apply_hash_ignores_itself_and_follows_the_content() -> None:
     m = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"k": "1"}}
     a, ha = stamped(m)
-    b, hb = stamped(a)  # a stamped manifest stamps to the same hash
+    _, hb = stamped(a)  # a stamped manifest stamps to the same hash
     assert ha == hb and a["metadata"]["annotations"][APPLIED_HASH] == ha
     assert "annotations" not in m["metadata"]  # the builder's manifest is left alone
     _, hc = stamped({**m, "data": {"k": "2"}})
