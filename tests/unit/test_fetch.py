@@ -108,6 +108,38 @@ def test_s3_input_and_output_with_the_object_store() -> None:
                 assert "value" not in e
 
 
+def test_fetch_settings_of_spec_env_reach_the_fetches() -> None:
+    """A hub mirror (HF_ENDPOINT) or proxy set in spec.env is used by the fetch init
+    containers and the hub cache's fetch Job (hub_env), not only by the workload: before, the
+    fetches went to huggingface.co whatever spec.env said (found on the real node, where
+    nothing else is reachable). Each name once per container; spec.env wins."""
+    from internlm_operator.builders.common import hub_env
+
+    doc = load("finetune")
+    doc["spec"]["objectStore"] = STORE
+    doc["spec"]["env"] = [
+        {"name": "HF_ENDPOINT", "value": "http://hub.local:8080"},
+        {"name": "https_proxy", "value": "http://proxy.local:3128"},
+        {"name": "AWS_DEFAULT_REGION", "value": "us-east-2"},
+        {"name": "TRAIN_NOTE", "value": "2"},
+    ]
+    ch = children(doc)
+    for c in [*pod_of(ch)["initContainers"], container(ch)]:
+        names = [e["name"] for e in c["env"]]
+        assert len(names) == len(set(names)), (c["name"], names)
+        e = {x["name"]: x.get("value", x.get("valueFrom")) for x in c["env"]}
+        assert e["HF_ENDPOINT"] == "http://hub.local:8080", c["name"]
+        assert e["https_proxy"] == "http://proxy.local:3128"
+        assert e["AWS_DEFAULT_REGION"] == "us-east-2"  # spec.env replaces objectStore.region
+        assert e["AWS_ENDPOINT_URL_S3"] == "http://minio.storage:9000"
+    assert "TRAIN_NOTE" not in {e["name"] for e in pod_of(ch)["initContainers"][0]["env"]}
+    assert env(ch)["TRAIN_NOTE"] == "2"
+    # the env the hub cache's fetch Job gets (reconcilers/hubcache.py) is the same hub_env
+    names = [e["name"] for e in hub_env(parse(doc).spec)]
+    assert "HF_ENDPOINT" in names and "TRAIN_NOTE" not in names
+    assert names.count("AWS_DEFAULT_REGION") == 1
+
+
 def test_addressing_style_defaults() -> None:
     doc = load("trainjob")
     doc["spec"]["output"] = {"uri": "s3://runs/x"}

@@ -27,6 +27,7 @@ from .common import (
     stable_hash,
     storage_for,
     with_queue,
+    without_user_env,
 )
 from .hubcache import CacheEntry
 
@@ -161,7 +162,7 @@ def build(inp: BatchInputs) -> BatchChildren:
     if gpus:
         env += [{"name": k, "value": v} for k, v in NCCL_ENV.items()]
     env += [{"name": k, "value": v} for k, v in sorted(rendered.env.items())]
-    env += storage.hub_env
+    env += without_user_env(storage.hub_env, spec)
     env += storage.fetched_env()
     api_key = inp.extra.get("apiKeySecret")
     if api_key is not None:

@@ -31,6 +31,7 @@ from .common import (
     source_location,
     storage_for,
     with_queue,
+    without_user_env,
 )
 from .hubcache import CacheEntry
 from .longrunning import (
@@ -153,7 +154,7 @@ def build(inp: ServeInputs) -> ServeChildren:
     env = base_env(o, rendered)
     if spec.api_key_secret is not None:
         env.append(secret_env(API_KEYS_ENV, spec.api_key_secret))
-    env += storage.hub_env
+    env += without_user_env(storage.hub_env, spec)
     env += [e.to_dict() for e in spec.env or []]
 
     cfg_vol, cfg_mount = config_volume(cm_name)
