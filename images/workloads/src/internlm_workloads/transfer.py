@@ -579,14 +579,20 @@ def upload_dir(src: Path, uri: str) -> dict[str, Any]:
 
 
 def upload_output(out_dir: str | None) -> dict[str, Any] | None:
-    """Upload the output directory to ``INTERNLM_OUTPUT_URI`` if set (rank 0 only)."""
+    """Upload the output directory to ``INTERNLM_OUTPUT_URI`` if set: node rank 0 all of it,
+    the other pods their ``checkpoints/`` (each pod's output dir is its own: the shards of its
+    ranks, e.g. DeepSpeed ZeRO's ``zero_pp_rank_<n>_*``, are only there), to the same keys."""
     uri = os.environ.get(OUTPUT_URI_ENV, "").strip()
     if not uri or not out_dir:
         return None
     rank = os.environ.get("NODE_RANK", "0").strip() or "0"
     if rank != "0":
-        log(f"node rank {rank}: rank 0 uploads the output")
-        return None
+        ckpts = Path(out_dir) / "checkpoints"
+        if not ckpts.is_dir():
+            log(f"node rank {rank}: no checkpoints of its own; rank 0 uploads the output")
+            return None
+        log(f"node rank {rank}: uploading its checkpoint shards; rank 0 uploads the rest")
+        return upload_dir(ckpts, uri.rstrip("/") + "/checkpoints")
     return upload_dir(Path(out_dir), uri)
 
 

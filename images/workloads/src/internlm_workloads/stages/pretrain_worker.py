@@ -304,6 +304,14 @@ def train() -> None:
             for _, old in complete_checkpoints(ckpt_root)[: -spec.checkpoint.keep]:
                 shutil.rmtree(old, ignore_errors=True)
             log(f"checkpoint step {step} saved to {path}")
+        elif local_rank == 0 and os.environ.get("INTERNLM_OUTPUT_URI"):
+            # this pod's own output dir (an emptyDir: the output goes to S3), where only its
+            # ranks' shards are: keep the steps rank 0 keeps (each pod uploads its own shards)
+            steps = sorted(
+                int(d.name[5:]) for d in ckpt_root.glob("step-*") if d.name[5:].isdigit()
+            )
+            for old_step in steps[: -spec.checkpoint.keep]:
+                shutil.rmtree(ckpt_root / f"step-{old_step}", ignore_errors=True)
         dist.barrier()
         return {"step": step, "path": str(path)}
 
