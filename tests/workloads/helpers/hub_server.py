@@ -102,14 +102,16 @@ class Hub:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> Hub:
+    def start(self, host: str = "127.0.0.1") -> Hub:
+        """Serve on ``host`` (loopback by default; the real-node tests use the node's own
+        address, which its pods reach), on a free port."""
         hub = self
 
         class Handler(_Handler):
             pass
 
         Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
