@@ -288,3 +288,15 @@ def test_waiting_and_stalled() -> None:
     s = stalled(w, 3, NOW, "UpstreamFailed", "upstream TrainJob a failed")
     assert s["phase"] == "Waiting" and cond(s, "Stalled")["status"] == "True"
     assert cond(s, "Reconciling")["status"] == "False"
+
+
+def test_success_from_the_pods_before_the_job_controller_says_so() -> None:
+    """Every index's pod succeeded: Succeeded at once, not when the (rate-limited) Job
+    controller gets to its Complete condition; one index still running is not success."""
+    msg = '{"ok": true}'
+    both = [pod(0, phase="Succeeded", code=0, message=msg), pod(1, phase="Succeeded", code=0)]
+    d = decide(obs({"phase": "Running"}, job=job(), pods=both, nodes=2))
+    assert d.status["phase"] == "Succeeded" and d.result == {"ok": True}
+    one = [pod(0, phase="Succeeded", code=0, message=msg), pod(1)]
+    d = decide(obs({"phase": "Running"}, job=job(), pods=one, nodes=2))
+    assert d.status["phase"] != "Succeeded"

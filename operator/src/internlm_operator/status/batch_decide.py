@@ -15,6 +15,7 @@ from .batch_observation import (
     backoff_left,
     checkpoint_of,
     gang_result,
+    gang_succeeded,
     job_annotation,
     job_label,
     job_state,
@@ -234,7 +235,11 @@ def decide(obs: BatchObservation) -> BatchDecision:
         return d
 
     # 6. Success.
-    if job_condition(job, "Complete") or job_condition(job, "SuccessCriteriaMet"):
+    if (
+        job_condition(job, "Complete")
+        or job_condition(job, "SuccessCriteriaMet")
+        or gang_succeeded(obs.pods, obs.nodes)
+    ):
         result = gang_result(obs.pods, obs.container) or {}
         ok = result.get("ok", True) is not False
         if not ok:

@@ -82,6 +82,14 @@ def _rank0_first(pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     return sorted(pods, key=pod_index)
 
 
+def gang_succeeded(pods: Sequence[Mapping[str, Any]], nodes: int) -> bool:
+    """Every completion index has a pod that succeeded: the Job has succeeded, whenever the
+    Job controller (throttled by its own API rate limit on a busy cluster: tens of seconds)
+    gets to saying so."""
+    done = {pod_index(p) for p in pods if (p.get("status") or {}).get("phase") == "Succeeded"}
+    return nodes > 0 and all(i in done for i in range(nodes))
+
+
 def gang_result(pods: Sequence[Mapping[str, Any]], container: str) -> dict[str, Any] | None:
     for p in _rank0_first(pods):
         r = pod_result(p, container)
