@@ -20,7 +20,8 @@ from ..status.stuck import refs_of
 from . import hubcache
 from .chain import resolve
 from .controller import Context, permanent_from
-from .objects import body, owned_by, owner_of
+from .kube import KubeError
+from .objects import body, owned_by, owner_of, rejected
 from .stuck import events_of, lookup, workload_for
 
 log = logging.getLogger("internlm_operator")
@@ -205,14 +206,21 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> floa
     ns = namespace
 
     if decision.action == "create" and children is not None:
-        ctx.kube.apply(children.config_map)
-        ctx.checkpoint("configmap")
-        if children.service is not None:
-            ctx.kube.apply(children.service)
-        ctx.checkpoint("service")
-        suspend = spec.suspend or queued
-        ctx.kube.apply(with_suspend(children.job, suspend))
-        ctx.checkpoint("job")
+        try:
+            ctx.kube.apply(children.config_map)
+            ctx.checkpoint("configmap")
+            if children.service is not None:
+                ctx.kube.apply(children.service)
+            ctx.checkpoint("service")
+            suspend = spec.suspend or queued
+            ctx.kube.apply(with_suspend(children.job, suspend))
+            ctx.checkpoint("job")
+        except KubeError as e:
+            why = rejected(e)
+            if why is None:
+                raise
+            write(batch_status.stalled(prev, gen, now, "ChildRejected", why))
+            return None
         status.setdefault("startTime", None)
         if status.get("startTime") is None:
             status.pop("startTime")

@@ -172,7 +172,7 @@ class Controller:
                 return
         metrics.RECONCILES.labels(kind, "ok").inc()
         self.queue.forget(key)
-        if self.store.peek((API_VERSION, kind), namespace, name) is not None:
+        if self.store.has((API_VERSION, kind), namespace, name):
             self.queue.add(key, next_pass_in(requeue, cfg.resync_seconds))
 
     def _retry(self, key: Key, type_: str, err: BaseException) -> None:
@@ -220,7 +220,7 @@ class Controller:
         kind, name = labels.get(KIND_LABEL), labels.get(RESOURCE_LABEL)
         ns = md.get("namespace")
         if kind in self.reconcilers and name and ns:
-            if self.store.peek((API_VERSION, kind), ns, name) is not None:
+            if self.store.has((API_VERSION, kind), ns, name):
                 self.queue.add((kind, ns, name))
         elif "labels" not in md and ns:
             # A child gone while no watch ran (known by its name only): its owner is the

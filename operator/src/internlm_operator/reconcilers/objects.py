@@ -7,6 +7,11 @@ from typing import Any
 
 from ..api.v1alpha1 import API_VERSION
 from ..builders import Owner
+from .kube import KubeError
+
+# What the API server answers when it will never take a child as built (an admission webhook,
+# a policy, a schema the cluster enforces): a spec change, not a retry, fixes it.
+REJECTED = (400, 403, 422)
 
 
 def owner_of(obj: Mapping[str, Any]) -> Owner:
@@ -35,3 +40,11 @@ def owned_by(child: Mapping[str, Any] | None, obj: Mapping[str, Any]) -> bool:
     refs = child.get("metadata", {}).get("ownerReferences") or []
     ctrl = next((r for r in refs if r.get("controller")), None)
     return bool(ctrl and ctrl.get("uid") == obj["metadata"]["uid"])
+
+
+def rejected(err: KubeError) -> str | None:
+    """The message for status when the API server refused a child for good, else None (a
+    retry may help: conflicts, throttling, the API server gone)."""
+    if err.transient or err.status not in REJECTED:
+        return None
+    return f"the API server refused a child ({err.status} {err.reason}): {err.message}"[:1024]

@@ -20,8 +20,8 @@ from ..status import serving
 from ..status.serving import Blocker
 from ..status.stuck import missing, refs_of
 from .controller import Context
-from .kube import record_event
-from .objects import owned_by, owner_of
+from .kube import KubeError, record_event
+from .objects import owned_by, owner_of, rejected
 from .stuck import lookup
 
 log = logging.getLogger("internlm_operator")
@@ -122,9 +122,16 @@ def apply_or_scale(
     if deploy is not None and not owned_by(deploy, p.obj):
         return False
     if children is not None and p.blocker is None:
-        for m in children.present():
-            kube.apply(m)
-            p.ctx.checkpoint(m["kind"])
+        try:
+            for m in children.present():
+                kube.apply(m)
+                p.ctx.checkpoint(m["kind"])
+        except KubeError as e:
+            why = rejected(e)
+            if why is None:
+                raise
+            p.blocker = Blocker("invalid", "ChildRejected", why)
+            return False
         for api_version, kind, child in children.absent():
             kube.delete(api_version, kind, p.owner.namespace, child)
         return True

@@ -23,9 +23,9 @@ from typing import Any
 from ... import metrics
 from .client import Kube
 from .ratelimit import TokenBucket
-from .store import GroupKind, Store
+from .store import APPLIED_HASH, GroupKind, Store
 
-APPLIED_HASH = "internlm.io/applied-hash"
+__all__ = ["APPLIED_HASH", "CachedKube", "applied_hash", "stamped"]
 
 
 def applied_hash(manifest: Mapping[str, Any]) -> str:
@@ -122,11 +122,9 @@ class CachedKube(Kube):
         if gk not in self.watched:
             return super().apply(manifest)
         out, h = stamped(manifest)
-        if self._serves(gk, full=False):
-            live = self.store.peek(gk, md.get("namespace"), md["name"])
-            ann = ((live or {}).get("metadata") or {}).get("annotations") or {}
-            if live is not None and ann.get(APPLIED_HASH) == h:
-                return self.store.get(gk, md.get("namespace"), md["name"])
+        ns, name = md.get("namespace"), md["name"]
+        if self._serves(gk, full=False) and self.store.applied(gk, ns, name) == h:
+            return self.store.get(gk, ns, name)
         result = super().apply(out)
         self._keep(gk, result)
         return result
@@ -159,7 +157,7 @@ class CachedKube(Kube):
         uid: str | None = None,
     ) -> bool:
         gk = (api_version, kind)
-        if self._serves(gk, full=False) and self.store.peek(gk, namespace, name) is None:
+        if self._serves(gk, full=False) and not self.store.has(gk, namespace, name):
             return False
         gone = super().delete(api_version, kind, namespace, name, propagation, uid)
         if gk in self.watched:
