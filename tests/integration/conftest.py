@@ -16,10 +16,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import pytest
 import yaml
+from internlm_operator.api.v1alpha1 import KINDS
 from internlm_operator.config import OperatorConfig, default_images
 from internlm_operator.operator import operator_task
+from internlm_operator.reconcilers.kube import Kube
 
 from tests.conftest import Cluster, wait_until
 
@@ -113,6 +116,30 @@ def running_operator(config: OperatorConfig) -> Iterator[OperatorHandle]:
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(autouse=True)
+def statuses_fit_their_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every status the in-process operator writes during a test validates against its kind's
+    status model (the CRD would silently prune a field it does not declare): a test fails at
+    its end naming the first patch that did not, and why."""
+    bad: list[str] = []
+    original = Kube.patch_status
+
+    def checked(
+        self: Kube, api_version: str, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> Any:
+        info = KINDS.get(kind)
+        if info is not None:
+            try:
+                info.status_model.model_validate({k: v for k, v in status.items() if v is not None})
+            except pydantic.ValidationError as e:
+                bad.append(f"{kind} {namespace}/{name}: {e}")
+        return original(self, api_version, kind, namespace, name, status)
+
+    monkeypatch.setattr(Kube, "patch_status", checked)
+    yield
+    assert not bad, f"{len(bad)} status patches do not fit the status model; first: {bad[0]}"
 
 
 @pytest.fixture(scope="session")

@@ -372,10 +372,12 @@ def test_manage_jobs_without_queue_name_operator_never_unsuspends(
         apply(cluster, kns, trainjob("plain", queue_name=None))
         job = wait_until("the Job", tj.job, timeout=60)
         assert "kueue.x-k8s.io/queue-name" not in job["metadata"].get("labels", {})
-        # Kueue's webhook suspended it at creation; the operator leaves it so.
+        # Kueue's webhook suspended it at creation; the operator leaves it so, and says why in
+        # Kueue's own words once Kueue has made the Workload (the first pass may come before it:
+        # the message is then the generic one, and the next pass, the resync, takes Kueue's).
         c = wait_until(
-            "plain says Queued",
-            lambda: (r := ready(tj))["reason"] == "Queued" and r,
+            "plain says Queued, in Kueue's words",
+            lambda: (r := ready(tj))["reason"] == "Queued" and "LocalQueue" in r["message"] and r,
             timeout=30,
             explain=tj.status,
         )

@@ -19,6 +19,7 @@ import contextlib
 import fnmatch
 import json
 import logging
+import random
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
@@ -161,7 +162,8 @@ class Informer(threading.Thread):
             "watch": "1",
             "resourceVersion": rv,
             "allowWatchBookmarks": "true",
-            "timeoutSeconds": self.watch_timeout,
+            # client-go's spread: 1-2x the minimum, so the watches do not all end together
+            "timeoutSeconds": int(self.watch_timeout * (1 + random.random())),
         }
         for event in self._stream(query):
             type_, obj = event.get("type"), event.get("object") or {}
@@ -191,7 +193,7 @@ class Informer(threading.Thread):
         )
         metrics.API_REQUESTS.labels("watch").inc()
         resp = api.call_api(
-            "GET", url, header_params=headers, _request_timeout=(10, self.watch_timeout + 30)
+            "GET", url, header_params=headers, _request_timeout=(10, 2 * self.watch_timeout + 30)
         )
         self._response = resp
         try:
