@@ -19,6 +19,7 @@ from ..status.conditions import is_true
 from ..status.serving import Blocker
 from .chain import lineage_of
 from .controller import Context, permanent_from
+from .kinds import stage
 from .objects import body
 from .serving import apply_or_scale, begin, check_refs, finish
 
@@ -81,7 +82,7 @@ def reconcile_agent(ctx: Context, namespace: str, name: str) -> None:
                 builder.AgentInputs(
                     owner=owner,
                     spec=spec,
-                    image=ctx.config.image("agent"),
+                    image=ctx.config.image(stage("Agent")),
                     llm=llm,
                     pull_policy=ctx.config.image_pull_policy,
                     default_resources=ctx.config.default_resources,

@@ -20,12 +20,12 @@ from ..status.stuck import refs_of
 from . import hubcache
 from .chain import resolve
 from .controller import Context, permanent_from
+from .kinds import stage
 from .kube import KubeError
 from .objects import body, owned_by, owner_of, rejected
 from .stuck import events_of, lookup, workload_for
 
 log = logging.getLogger("internlm_operator")
-STAGE = {"TrainJob": "pretrain", "FineTune": "finetune", "EvalRun": "eval"}
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> floa
                 BatchInputs(
                     owner=owner,
                     spec=spec,
-                    image=ctx.config.image(STAGE[kind]),
+                    image=ctx.config.image(stage(kind)),
                     pull_policy=ctx.config.image_pull_policy,
                     upstream=upstream,
                     extra=extra,
@@ -108,7 +108,7 @@ def reconcile(ctx: Context, hooks: KindHooks, namespace: str, name: str) -> floa
                     hub_cache=hubcache.enabled(ctx),
                 )
             )
-        cache = hubcache.check_batch(ctx, obj, children, spec, STAGE[kind], now)
+        cache = hubcache.check_batch(ctx, obj, children, spec, stage(kind), now)
     except Exception as e:
         perm = permanent_from(e)
         if perm is None:

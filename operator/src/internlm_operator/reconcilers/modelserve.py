@@ -20,6 +20,7 @@ from ..status.serving import Blocker
 from . import hubcache
 from .chain import judge_producer, lineage_of
 from .controller import Context, permanent_from
+from .kinds import stage
 from .kube import Kube
 from .objects import body
 from .serving import apply_or_scale, begin, check_refs, finish, merge_lineage
@@ -121,7 +122,7 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
                 builder.ServeInputs(
                     owner=owner,
                     spec=spec,
-                    image=ctx.config.image("serve"),
+                    image=ctx.config.image(stage("ModelServe")),
                     pull_policy=ctx.config.image_pull_policy,
                     model_location=res.model,
                     adapter_locations=res.adapters,
@@ -130,7 +131,7 @@ def reconcile_modelserve(ctx: Context, namespace: str, name: str) -> None:
                     hub_cache=hubcache.enabled(ctx),
                 )
             )
-            hubcache.check_serve(p, children, spec, ctx.config.image("serve"))
+            hubcache.check_serve(p, children, spec, ctx.config.image(stage("ModelServe")))
     except Exception as e:
         perm = permanent_from(e)
         if perm is None:

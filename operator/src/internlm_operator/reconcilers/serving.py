@@ -20,6 +20,7 @@ from ..status import serving
 from ..status.serving import Blocker
 from ..status.stuck import missing, refs_of
 from .controller import Context
+from .kinds import DEPENDENTS
 from .kube import KubeError, record_event
 from .objects import owned_by, owner_of, rejected
 from .stuck import lookup
@@ -198,16 +199,6 @@ def _nulls(prev: Mapping[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         if k not in new:
             patch[k] = None
     return patch
-
-
-# Which kinds' changes a dependent kind should see at once (not only on the resync timer):
-# an upstream of a ModelServe (its model's producer, its gate) or the ModelServe of an Agent.
-DEPENDENTS = {
-    "TrainJob": ("ModelServe",),
-    "FineTune": ("ModelServe",),
-    "EvalRun": ("ModelServe",),
-    "ModelServe": ("Agent",),
-}
 
 
 def register_dependents(registry: Any, controller: Any) -> None:
