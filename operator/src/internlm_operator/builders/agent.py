@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.v1alpha1 import AgentSpec
 from ..runtimes import Rendered
 from .common import (
     Owner,
@@ -56,7 +57,7 @@ class ResolvedLLM:
 @dataclass(frozen=True)
 class AgentInputs:
     owner: Owner
-    spec: Any  # AgentSpec
+    spec: AgentSpec
     image: str
     llm: ResolvedLLM
     pull_policy: str = "IfNotPresent"

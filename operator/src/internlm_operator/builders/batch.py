@@ -9,6 +9,7 @@ from typing import Any
 
 from ..api.labels import ATTEMPT_LABEL
 from ..api.labels import SPEC_HASH_ANNOTATION as HASH_ANNOTATION
+from ..api.v1alpha1 import EvalRunSpec, FineTuneSpec, TrainJobSpec
 from ..runtimes import CONFIG_FILE, Rendered
 from .common import (
     Owner,
@@ -43,11 +44,13 @@ NCCL_ENV = {
     "OMP_NUM_THREADS": "1",
 }
 
+BatchSpec = TrainJobSpec | FineTuneSpec | EvalRunSpec
+
 
 @dataclass(frozen=True)
 class BatchInputs:
     owner: Owner
-    spec: Any  # TrainJobSpec | FineTuneSpec | EvalRunSpec
+    spec: BatchSpec
     image: str  # the operator's image for this stage (spec.image overrides)
     pull_policy: str = "IfNotPresent"
     upstream: Mapping[str, str] = field(default_factory=dict)  # input key -> location
@@ -80,25 +83,26 @@ class BatchChildren:
         return [m for m in (self.config_map, self.service, self.job) if m is not None]
 
 
-def shape(kind: str, spec: Any) -> tuple[int, int]:
+def shape(kind: str, spec: BatchSpec) -> tuple[int, int]:
     """(nodes, GPUs per node)."""
     nodes = int(getattr(spec, "nodes", 1) or 1)
     return nodes, int(spec.resources.gpus_per_node)
 
 
-def _sources(kind: str, spec: Any) -> dict[str, Any]:
-    """Input key -> source model (ModelSource, DatasetSource, StorageLocation), per kind."""
+def _sources(kind: str, spec: BatchSpec) -> dict[str, Any]:
+    """Input key -> source model (ModelSource, DatasetSource, StorageLocation), per kind (the
+    spec's type is its kind's: ``parse`` made it so)."""
     srcs: dict[str, Any] = {}
-    if kind == "TrainJob":
+    if isinstance(spec, TrainJobSpec):
         if spec.model.source is not None:
             srcs["model"] = spec.model.source
         if spec.model.tokenizer is not None:
             srcs["tokenizer"] = spec.model.tokenizer
         srcs["data"] = spec.data
-    elif kind == "FineTune":
+    elif isinstance(spec, FineTuneSpec):
         srcs["model"] = spec.model
         srcs["dataset"] = spec.dataset
-    elif kind == "EvalRun":
+    else:
         if spec.target.model is not None:
             srcs["model"] = spec.target.model
         if spec.target.tokenizer is not None:
@@ -110,7 +114,7 @@ def _sources(kind: str, spec: Any) -> dict[str, Any]:
     return srcs
 
 
-def _inputs(kind: str, spec: Any, upstream: Mapping[str, str]) -> dict[str, str]:
+def _inputs(kind: str, spec: BatchSpec, upstream: Mapping[str, str]) -> dict[str, str]:
     """Input key -> location string, per kind."""
     return {k: source_location(s, upstream.get(k)) for k, s in _sources(kind, spec).items()}
 

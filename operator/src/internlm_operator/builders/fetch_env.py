@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.v1alpha1.pod import WorkloadCommon
+
 
 def secret_env(name: str, ref: Any) -> dict[str, Any]:
     """An env var from a Secret key (the value never leaves the Secret)."""
@@ -24,7 +26,7 @@ def is_fetch_env(name: str) -> bool:
     return name.startswith(FETCH_ENV_PREFIXES) or name.upper() in FETCH_ENV_NAMES
 
 
-def hub_env(spec: Any) -> list[dict[str, Any]]:
+def hub_env(spec: WorkloadCommon) -> list[dict[str, Any]]:
     """What fetching and uploading need: the model hub tokens of ``spec.hubTokens`` and the
     object-store credentials of ``spec.objectStore`` as env vars from their Secrets, the
     object-store endpoint, region and addressing style, and the fetch settings of
@@ -41,7 +43,7 @@ def hub_env(spec: Any) -> list[dict[str, Any]]:
     return [e for e in env if e["name"] not in mine] + user
 
 
-def without_user_env(env: list[dict[str, Any]], spec: Any) -> list[dict[str, Any]]:
+def without_user_env(env: list[dict[str, Any]], spec: WorkloadCommon) -> list[dict[str, Any]]:
     """``env`` less the names ``spec.env`` sets (the workload container appends spec.env
     itself, last; a name twice in one container breaks server-side apply)."""
     mine = {e.name for e in getattr(spec, "env", None) or []}

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.v1alpha1 import ModelServeSpec
 from ..api.v1alpha1.common import API_VERSION
 from ..runtimes import Rendered
 from ..runtimes.base import InvalidSpec
@@ -60,7 +61,7 @@ MODEL_ANNOTATION = "internlm.io/model-source"
 @dataclass(frozen=True)
 class ServeInputs:
     owner: Owner
-    spec: Any  # ModelServeSpec
+    spec: ModelServeSpec
     image: str
     pull_policy: str = "IfNotPresent"
     model_location: str | None = None  # resolved location when spec.model is fromResource
@@ -119,7 +120,7 @@ def _location(src: Any, resolved: str | None, what: str) -> str:
     return loc
 
 
-def effective_min_replicas(spec: Any) -> int:
+def effective_min_replicas(spec: ModelServeSpec) -> int:
     """The fewest servers there will be (for the PodDisruptionBudget decision)."""
     if spec.autoscaling is not None:
         return max(int(spec.replicas), int(spec.autoscaling.min_replicas))
@@ -221,15 +222,15 @@ def build(inp: ServeInputs) -> ServeChildren:
 
     hpa = None
     if spec.autoscaling is not None:
-        a = spec.autoscaling
+        scale = spec.autoscaling
         hpa = {
             "apiVersion": "autoscaling/v2",
             "kind": "HorizontalPodAutoscaler",
             "metadata": o.metadata(name, "autoscaler"),
             "spec": {
                 "scaleTargetRef": {"apiVersion": API_VERSION, "kind": o.kind, "name": o.name},
-                "minReplicas": int(a.min_replicas),
-                "maxReplicas": int(a.max_replicas),
+                "minReplicas": int(scale.min_replicas),
+                "maxReplicas": int(scale.max_replicas),
                 "metrics": [
                     {
                         "type": "Resource",
@@ -237,7 +238,7 @@ def build(inp: ServeInputs) -> ServeChildren:
                             "name": "cpu",
                             "target": {
                                 "type": "Utilization",
-                                "averageUtilization": int(a.target_cpu_utilization_percentage),
+                                "averageUtilization": int(scale.target_cpu_utilization_percentage),
                             },
                         },
                     }
