@@ -12,9 +12,6 @@ servers started here on 127.0.0.1, with the workload code in the images' own env
 
 from __future__ import annotations
 
-import base64
-import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -28,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import CACHE, HELPERS, REPO, WORKLOADS_SRC, free_port, image_env, make_stage
+from .conftest import REPO, WORKLOADS_SRC, free_port, image_env, make_stage
 from .helpers.hub_server import Hub, wait_stalled
+from .helpers.s3_server import S3Client, s3_venv
 
 pytestmark = pytest.mark.workload
 
@@ -45,26 +43,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     h = Hub(tmp_path_factory.mktemp("hub"), token=TOKEN).start()
     yield h
     h.stop()
-
-
-def s3_venv() -> Path:
-    """moto's server and boto3 in a venv of their own (helpers/s3-server.lock; not in the repo
-    venv, where kubernetes needs python-dateutil>=3 and botocore <3), cached like the image
-    environments, keyed by the lock file's hash."""
-    lock = HELPERS / "s3-server.lock"
-    digest = hashlib.sha256(lock.read_bytes()).hexdigest()[:12]
-    venv = CACHE / "venvs" / f"s3-server-{digest}"
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    with (venv.parent / ".s3-server.lock").open("w") as guard:
-        fcntl.flock(guard, fcntl.LOCK_EX)
-        if not (venv / ".complete").exists():
-            shutil.rmtree(venv, ignore_errors=True)
-            py = os.environ.get("INTERNLM_VENV_PYTHON", "python3.11")
-            subprocess.run(["uv", "venv", "-q", "--python", py, str(venv)], check=True)
-            pip = ["uv", "pip", "install", "-q", "--python", f"{venv}/bin/python"]
-            subprocess.run([*pip, "--no-deps", "-r", str(lock)], check=True)
-            (venv / ".complete").touch()
-    return venv
 
 
 @pytest.fixture(scope="module")
@@ -102,50 +80,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     log.close()
 
 
-class S3Client:
-    """A boto3 S3 client of the server, in the s3-server venv: ``c.put_object(Bucket=...)``
-    runs that call there (bytes travel base64-encoded) and returns its JSON-able answer."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-
-    def __getattr__(self, method: str) -> Any:
-        def call(*args: Any, **kw: Any) -> Any:
-            def enc(v: Any) -> Any:
-                return {"__b64__": base64.b64encode(v).decode()} if isinstance(v, bytes) else v
-
-            doc = json.dumps(
-                {"m": method, "a": [enc(a) for a in args], "k": {k: enc(v) for k, v in kw.items()}}
-            )
-            code = (
-                "import base64, json, sys, boto3\n"
-                "from botocore.config import Config\n"
-                "d = json.loads(sys.stdin.read())\n"
-                "dec = lambda v: base64.b64decode(v['__b64__']) "
-                "if isinstance(v, dict) and '__b64__' in v else v\n"
-                "c = boto3.client('s3', config=Config(s3={'addressing_style': 'path'}))\n"
-                "kw = {k: dec(v) for k, v in d['k'].items()}\n"
-                "r = getattr(c, d['m'])(*map(dec, d['a']), **kw)\n"
-                "print(json.dumps(r, default=str))\n"
-            )
-            res = subprocess.run(
-                [f"{s3_venv()}/bin/python", "-c", code],
-                input=doc,
-                capture_output=True,
-                text=True,
-                env=_env(Path("/tmp"), self.env),
-                check=False,
-                timeout=120,
-            )
-            if res.returncode != 0:
-                pytest.fail(f"s3 {method} failed: {res.stderr[-2000:]}")
-            return json.loads(res.stdout.strip().splitlines()[-1])
-
-        return call
-
-
 def client(env: dict[str, str]) -> Any:
-    return S3Client(env)
+    return S3Client(env, lambda extra: _env(Path("/tmp"), extra))
 
 
 def _env(workdir: Path, extra: dict[str, str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +106,20 @@ def moto_server(host: str, workdir: Path, timeout: float = 60) -> Iterator[dict[
                 proc.wait(10)
 
 
+EnvFn = Callable[[dict[str, str]], dict[str, str]]
+
+
 class S3Client:
     """A boto3 S3 client of the server, run in the s3-server venv: ``c.put_object(Bucket=...)``
     runs that call there (bytes travel base64-encoded) and returns its JSON-able answer."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        child_env: Callable[[dict[str, str]], dict[str, str]] | None = None,
+    ) -> None:
         self.env = env
+        self.child_env = child_env or _child_env
 
     def __getattr__(self, method: str) -> Any:
         def call(*args: Any, **kw: Any) -> Any:
@@ -130,7 +138,7 @@ class S3Client:
                 "c = boto3.client('s3', config=Config(s3={'addressing_style': 'path'}))\n"
                 "kw = {k: dec(v) for k, v in d['k'].items()}\n"
                 "r = getattr(c, d['m'])(*map(dec, d['a']), **kw)\n"
-                "r.pop('ResponseMetadata', None)\n"
+                "isinstance(r, dict) and r.pop('ResponseMetadata', None)\n"
                 "print(json.dumps(r, default=str))\n"
             )
             res = subprocess.run(
@@ -138,7 +146,7 @@ class S3Client:
                 input=doc,
                 capture_output=True,
                 text=True,
-                env=_child_env(self.env),
+                env=self.child_env(self.env),
                 check=False,
                 timeout=120,
             )
