@@ -42,10 +42,9 @@ from typing import Any
 
 import localcluster
 import pytest
-from internlm_operator.config import OperatorConfig, default_images
 
 from tests.conftest import REPO, wait_until
-from tests.integration.conftest import Batch, OperatorHandle
+from tests.integration.conftest import Batch, OperatorHandle, running_operator
 from tests.integration.realnode_fixture import (
     RealCluster,
     image_archive,
@@ -53,11 +52,11 @@ from tests.integration.realnode_fixture import (
     real_node_cluster,
 )
 from tests.integration.test_real_trainjob import (
-    IMAGE,
     MAKE_ASSETS,
     UID,
     explain,
     host_volumes,
+    real_operator_config,
     run_pod,
     trainjob,
 )
@@ -127,25 +126,14 @@ def s3(real: RealCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def operator(real: RealCluster) -> Iterator[OperatorHandle]:
-    config = OperatorConfig(
-        kubeconfig=str(real.kubeconfig),
+    config = real_operator_config(
+        real,
         namespaces=(f"{NS_PREFIX}*",),
-        metrics_port=0,
-        health_port=0,
-        resync_seconds=1.0,
-        images={**default_images(), "pretrain": IMAGE},
-        image_pull_policy="Never",
-        progress_timeout=1.0,
-        progress_interval=1.0,
-        retry_min_seconds=0.5,
-        retry_max_seconds=5.0,
         hub_cache_storage_class=CLASS,
         hub_cache_size="2Gi",
     )
-    handle = OperatorHandle(config)
-    handle.start()
-    yield handle
-    handle.stop()
+    with running_operator(config) as handle:
+        yield handle
 
 
 def make_ns(c: RealCluster, name: str) -> None:

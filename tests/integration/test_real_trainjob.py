@@ -35,7 +35,7 @@ from internlm_operator.builders.security import WORKLOAD_UID
 from internlm_operator.config import OperatorConfig, default_images
 
 from tests.conftest import REPO, wait_until
-from tests.integration.conftest import Batch, OperatorHandle
+from tests.integration.conftest import Batch, OperatorHandle, running_operator
 from tests.integration.realnode_fixture import (
     RealCluster,
     image_archive,
@@ -79,9 +79,10 @@ def real(pretrain_archive: Path) -> Iterator[RealCluster]:
         yield c
 
 
-@pytest.fixture(scope="module")
-def operator(real: RealCluster) -> Iterator[OperatorHandle]:
-    config = OperatorConfig(
+def real_operator_config(real: RealCluster, **overrides: Any) -> OperatorConfig:
+    """The in-process operator of a real-node module: the imported pretrain image, fast
+    resync and retries, its namespaces only."""
+    settings: dict[str, Any] = dict(
         kubeconfig=str(real.kubeconfig),
         namespaces=(f"{NS_PREFIX}*",),
         metrics_port=0,
@@ -95,10 +96,13 @@ def operator(real: RealCluster) -> Iterator[OperatorHandle]:
         retry_min_seconds=0.5,
         retry_max_seconds=5.0,
     )
-    handle = OperatorHandle(config)
-    handle.start()
-    yield handle
-    handle.stop()
+    return OperatorConfig(**{**settings, **overrides})
+
+
+@pytest.fixture(scope="module")
+def operator(real: RealCluster) -> Iterator[OperatorHandle]:
+    with running_operator(real_operator_config(real)) as handle:
+        yield handle
 
 
 @pytest.fixture
