@@ -3,34 +3,19 @@ docstring lists them in order, each is importable by its name, and the last alwa
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
 
 from internlm_operator.status import batch, batch_decide
 from internlm_operator.status.batch import STEPS, BatchContext, BatchObservation, decide
 
-NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+from tests.unit.test_batch_status import obs as batch_obs
 
 
 def obs(**kw: Any) -> BatchObservation:
-    base: dict[str, Any] = dict(
-        generation=1,
-        status={},
-        suspend=False,
-        queued=False,
-        backoff_limit=2,
-        active_deadline_seconds=None,
-        ttl_seconds_after_finished=None,
-        retryable_exit_codes=(),
-        desired_hash="h",
-        nodes=1,
-        job={"metadata": {"name": "j"}, "spec": {}},
-        pods=[],
-        now=NOW,
-    )
-    base.update(kw)
-    return BatchObservation(**base)
+    """test_batch_status's observation, one node with a Job unless told otherwise."""
+    base: dict[str, Any] = {"nodes": 1, "job": {"metadata": {"name": "j"}, "spec": {}}}
+    return batch_obs(**{**base, **kw})
 
 
 def test_the_docstring_lists_every_step_in_order() -> None:
